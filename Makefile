@@ -1,0 +1,53 @@
+# Suanli: `make run` starts the platform, `make test` runs every test. Both set up what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := libs/common services/auth services/inference-gateway cli
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+export SUANLI_HOME ?= $(CURDIR)/var
+
+.PHONY: all venv run test test-unit test-integration lint proto proto-check bench clean
+
+all: venv
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	@touch $@
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/suanli up
+
+proto: venv
+	PYTHON=$(BIN)/python scripts/gen_proto.sh
+
+# Fails when the committed stubs differ from what the .proto files generate.
+proto-check: venv
+	@tmp=$$(mktemp -d) && PYTHON=$(BIN)/python scripts/gen_proto.sh $$tmp >/dev/null && \
+	  diff -r -x __pycache__ $$tmp/suanli libs/common/suanli_common/proto/suanli >/dev/null || \
+	  { echo "generated stubs are stale: run 'make proto' and commit"; rm -rf $$tmp; exit 1; }; \
+	  rm -rf $$tmp; echo "proto stubs are up to date"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/suanli_common services/*/suanli_* cli/suanli_cli
+
+test-unit: venv
+	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests
+
+test-integration: venv
+	$(BIN)/pytest -q -m integration tests/integration
+
+test: proto-check lint test-unit test-integration
+
+bench: venv
+	$(BIN)/python bench/auth_overhead.py
+
+clean:
+	rm -rf $(VENV) var test-artifacts

@@ -1,0 +1,172 @@
+"""gRPC server and client helpers: deadlines, retries for idempotent calls, tracing, and the
+mapping of domain errors to gRPC statuses and back.
+
+A service raises `SuanliError`s; the server interceptor turns them into a status with the error's
+class, code and param in trailing metadata, and the client interceptor raises the same class
+on the caller's side, so the gateway renders the error the owning service meant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+
+from suanli_common.errors import SuanliError, error_class_for_grpc, error_class_named
+from suanli_common.logging import get_logger
+
+log = get_logger(__name__)
+
+_META_TYPE = "suanli-error-class"
+_META_CODE = "suanli-error-code"
+_META_PARAM = "suanli-error-param"
+_META_RETRY = "suanli-retry-after"
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Maps `SuanliError` to a gRPC status; any other exception is logged and becomes INTERNAL."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = details.method
+
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            except SuanliError as exc:
+                meta = [(_META_TYPE, type(exc).__name__)]
+                if exc.code:
+                    meta.append((_META_CODE, exc.code))
+                if exc.param:
+                    meta.append((_META_PARAM, exc.param))
+                if exc.retry_after is not None:
+                    meta.append((_META_RETRY, str(exc.retry_after)))
+                await context.abort(exc.grpc_code, exc.message, trailing_metadata=tuple(meta))
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unhandled error in gRPC method", method=method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError) -> SuanliError:
+    meta = {k: v for k, v in (exc.trailing_metadata() or ())}
+    cls = error_class_named(str(meta.get(_META_TYPE, ""))) or error_class_for_grpc(exc.code())
+    retry = meta.get(_META_RETRY)
+    message = exc.details() or exc.code().name.lower()
+    if cls.__name__ == "Unavailable" and _META_TYPE not in meta:
+        message = f"a platform service is unavailable: {message}"
+    return cls(
+        message,
+        code=str(meta[_META_CODE]) if _META_CODE in meta else None,
+        param=str(meta[_META_PARAM]) if _META_PARAM in meta else None,
+        retry_after=float(retry) if retry else None,
+    )
+
+
+class DomainErrorClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Gives every call a deadline and raises the server's domain error on the caller's side."""
+
+    def __init__(self, default_timeout: float) -> None:
+        self._timeout = default_timeout
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        if details.timeout is None:
+            details = grpc.aio.ClientCallDetails(
+                details.method,
+                self._timeout,
+                details.metadata,
+                details.credentials,
+                details.wait_for_ready,
+            )
+        call = await continuation(details, request)
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+
+
+def retry_service_config(service: str, idempotent_methods: Iterable[str]) -> str:
+    """A gRPC service config that retries the idempotent methods on UNAVAILABLE (a restarting
+    peer), with exponential backoff; non-idempotent calls are never retried."""
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": service, "method": m} for m in idempotent_methods],
+                    "retryPolicy": {
+                        "maxAttempts": 5,
+                        "initialBackoff": "0.05s",
+                        "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def make_channel(
+    address: str,
+    *,
+    timeout: float = 5.0,
+    service: str | None = None,
+    idempotent_methods: Sequence[str] = (),
+) -> grpc.aio.Channel:
+    options: list[tuple[str, Any]] = [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
+    if service and idempotent_methods:
+        options += [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", retry_service_config(service, idempotent_methods)),
+        ]
+    return grpc.aio.insecure_channel(
+        address,
+        options=options,
+        interceptors=[*aio_client_interceptors(), DomainErrorClientInterceptor(timeout)],
+    )
+
+
+def make_server(port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, health.HealthServicer]:
+    """A traced server with domain-error mapping and the standard health service."""
+    server = grpc.aio.server(interceptors=[aio_server_interceptor(), DomainErrorInterceptor()])
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"cannot bind gRPC port {host}:{port}")
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer
+
+
+async def check_health(channel: grpc.aio.Channel, timeout: float = 1.0) -> bool:
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout
+        )
+    except (grpc.aio.AioRpcError, SuanliError):
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
