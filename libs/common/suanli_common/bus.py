@@ -143,7 +143,9 @@ class EventPublisher:
             stream=EVENTS.name,
         )
 
-    async def publish(self, event_type: str, subject: str, data: Message, event_id: str | None = None) -> None:
+    async def publish(
+        self, event_type: str, subject: str, data: Message, event_id: str | None = None
+    ) -> None:
         await self.publish_envelope(
             encode_event(event_type, subject, data, source=self._source, event_id=event_id)
         )
@@ -164,6 +166,7 @@ def subscribe_events(
     async def consume(message: NatsMessage) -> None:
         await handler(decode_event(message.body, payload_type))
 
+    subscriber: Any
     if durable:
         # A pull consumer: instances of one service share it, each message goes to one of them.
         subscriber = broker.subscriber(

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from suanli_common.errors import SuanliError, error_class_for_grpc, error_class_named
@@ -150,15 +151,15 @@ def make_channel(
     )
 
 
-def make_server(port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, health.HealthServicer]:
-    """A traced server with domain-error mapping and the standard health service."""
+def make_server(port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+    """A traced server with domain-error mapping and the standard health service (SERVING by
+    default; a service may set NOT_SERVING while it cannot do its work)."""
     server = grpc.aio.server(interceptors=[aio_server_interceptor(), DomainErrorInterceptor()])
-    health_servicer = health.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise RuntimeError(f"cannot bind gRPC port {host}:{port}")
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, health_servicer
 
 

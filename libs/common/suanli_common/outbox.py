@@ -5,7 +5,8 @@ row stays pending) and publishing twice is harmless (the envelope id de-duplicat
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import contextlib
+from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from sqlalchemy import DateTime, LargeBinary, String, select
@@ -33,7 +34,9 @@ class OutboxMixin:
 
 
 class Outbox:
-    def __init__(self, db: Database, table: type[OutboxMixin], publisher: EventPublisher, source: str) -> None:
+    def __init__(
+        self, db: Database, table: type[OutboxMixin], publisher: EventPublisher, source: str
+    ) -> None:
         self._db = db
         self._table = table
         self._publisher = publisher
@@ -43,14 +46,12 @@ class Outbox:
     def add(self, session: AsyncSession, event_type: str, subject: str, data: Message) -> None:
         """Stages an event in the caller's unit of work; it is sent after the commit."""
         envelope = encode_event(event_type, subject, data, source=self._source)
-        session.add(
-            self._table(
-                id=envelope.id,
-                envelope=envelope.SerializeToString(),
-                traceparent=inject_trace_headers().get("traceparent", ""),
-                created_at=envelope.time.ToDatetime(),
-            )
-        )
+        row = self._table()
+        row.id = envelope.id
+        row.envelope = envelope.SerializeToString()
+        row.traceparent = inject_trace_headers().get("traceparent", "")
+        row.created_at = envelope.time.ToDatetime(UTC)
+        session.add(row)
         # Wake the relay when this unit of work commits, not before: it would find nothing yet.
         sa_event.listen(session.sync_session, "after_commit", lambda _s: self._wake.set(), once=True)
 
@@ -70,10 +71,8 @@ class Outbox:
     async def run(self, interval: float = 1.0) -> None:
         """Relays forever: at once after a commit that staged events, else every `interval`."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

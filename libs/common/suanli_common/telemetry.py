@@ -17,9 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 def setup_telemetry(service: str, *extra_processors: SpanProcessor) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({"service.name": f"suanli-{service}"}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
