@@ -39,7 +39,7 @@ lint: venv
 	$(BIN)/mypy libs/common/suanli_common services/*/suanli_* cli/suanli_cli
 
 test-unit: venv
-	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests
+	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests deploy/tests
 
 test-integration: venv
 	$(BIN)/pytest -q -m integration tests/integration

@@ -9,6 +9,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
+from opentelemetry import propagate, trace
 from sqlalchemy import DateTime, LargeBinary, String, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from suanli_common.proto.suanli.v1.events_pb2 import EventEnvelope
 from suanli_common.telemetry import inject_trace_headers
 
 log = get_logger(__name__)
+_tracer = trace.get_tracer("suanli.outbox")
 
 
 class OutboxMixin:
@@ -63,7 +65,11 @@ class Outbox:
                 await session.scalars(select(self._table).order_by(self._table.created_at).limit(500))
             ).all()
             for row in rows:
-                await self._publisher.publish_envelope(EventEnvelope.FromString(row.envelope))
+                # Publish inside the trace of the request that caused the event, so the
+                # consumers' spans join that trace instead of starting their own.
+                parent = propagate.extract({"traceparent": row.traceparent} if row.traceparent else {})
+                with _tracer.start_as_current_span("outbox.relay", context=parent):
+                    await self._publisher.publish_envelope(EventEnvelope.FromString(row.envelope))
                 await session.delete(row)
                 sent += 1
         return sent
