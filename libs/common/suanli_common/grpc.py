@@ -28,8 +28,20 @@ _META_PARAM = "suanli-error-param"
 _META_RETRY = "suanli-retry-after"
 
 
+async def _abort_with(context: grpc.aio.ServicerContext, exc: SuanliError) -> None:
+    meta = [(_META_TYPE, type(exc).__name__)]
+    if exc.code:
+        meta.append((_META_CODE, exc.code))
+    if exc.param:
+        meta.append((_META_PARAM, exc.param))
+    if exc.retry_after is not None:
+        meta.append((_META_RETRY, str(exc.retry_after)))
+    await context.abort(exc.grpc_code, exc.message, trailing_metadata=tuple(meta))
+
+
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `SuanliError` to a gRPC status; any other exception is logged and becomes INTERNAL."""
+    """Maps `SuanliError` to a gRPC status; any other exception is logged and becomes INTERNAL.
+    Covers unary calls, client-streaming uploads and server-streaming downloads alike."""
 
     async def intercept_service(
         self,
@@ -37,34 +49,56 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        inner = handler.unary_unary
         method = details.method
 
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def guarded(call: Callable[[], Awaitable[Any]], context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await inner(request, context)
+                return await call()
             except SuanliError as exc:
-                meta = [(_META_TYPE, type(exc).__name__)]
-                if exc.code:
-                    meta.append((_META_CODE, exc.code))
-                if exc.param:
-                    meta.append((_META_PARAM, exc.param))
-                if exc.retry_after is not None:
-                    meta.append((_META_RETRY, str(exc.retry_after)))
-                await context.abort(exc.grpc_code, exc.message, trailing_metadata=tuple(meta))
+                await _abort_with(context, exc)
             except grpc.aio.AbortError:
                 raise
             except Exception:
                 log.exception("unhandled error in gRPC method", method=method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        return grpc.unary_unary_rpc_method_handler(
-            behavior,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await guarded(lambda: unary(request, context), context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_behavior, **codec)
+        if handler.stream_unary is not None:
+            upload = handler.stream_unary
+
+            async def upload_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await guarded(lambda: upload(requests, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(upload_behavior, **codec)
+        if handler.unary_stream is not None:
+            download = handler.unary_stream
+
+            async def download_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    async for item in download(request, context):
+                        yield item
+                except SuanliError as exc:
+                    await _abort_with(context, exc)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception:
+                    log.exception("unhandled error in gRPC method", method=method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+            return grpc.unary_stream_rpc_method_handler(download_behavior, **codec)
+        return handler
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError) -> SuanliError:
@@ -82,8 +116,13 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> SuanliError:
     )
 
 
-class DomainErrorClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Gives every call a deadline and raises the server's domain error on the caller's side."""
+class DomainErrorClientInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
+):
+    """Gives every unary call a deadline and raises the server's domain error on the caller's
+    side. Uploads (client streams) get the error mapping but no default deadline: their length
+    depends on the data, so the caller sets one."""
 
     def __init__(self, default_timeout: float) -> None:
         self._timeout = default_timeout
@@ -100,6 +139,15 @@ class DomainErrorClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # typ
                 details.wait_for_ready,
             )
         call = await continuation(details, request)
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, requests: Any
+    ) -> Any:
+        call = await continuation(details, requests)
         try:
             return await call
         except grpc.aio.AioRpcError as exc:
