@@ -106,8 +106,14 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> SuanliError:
     cls = error_class_named(str(meta.get(_META_TYPE, ""))) or error_class_for_grpc(exc.code())
     retry = meta.get(_META_RETRY)
     message = exc.details() or exc.code().name.lower()
-    if cls.__name__ == "Unavailable" and _META_TYPE not in meta:
-        message = f"a platform service is unavailable: {message}"
+    if _META_TYPE not in meta and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+        # Transport details (addresses, resolver errors) are for operators, not API clients.
+        log.warning("gRPC call failed", code=exc.code().name, detail=exc.details())
+        message = (
+            "a platform service is unavailable; try again shortly"
+            if exc.code() == grpc.StatusCode.UNAVAILABLE
+            else "internal error"
+        )
     return cls(
         message,
         code=str(meta[_META_CODE]) if _META_CODE in meta else None,

@@ -96,6 +96,10 @@ class Model(_message.Message):
     BASE_MODEL_ID_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    TOKENIZER_PATH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     owner_id: _builtins.str
     kind: Global___ModelKind.ValueType
@@ -111,6 +115,14 @@ class Model(_message.Message):
     """for fine-tunes and adapters"""
     error: _builtins.str
     """why registration failed"""
+    path: _builtins.str
+    """the model's folder on the catalog's storage (for trainers/servers)"""
+    size_bytes: _builtins.int
+    """total bytes of the model's files"""
+    is_default: _builtins.bool
+    """the platform's default chat model"""
+    tokenizer_path: _builtins.str
+    """folder of the tokenizer (the model's own, or the base's for adapters)"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -129,10 +141,14 @@ class Model(_message.Message):
         base_model_id: _builtins.str = ...,
         error: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        path: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        is_default: _builtins.bool = ...,
+        tokenizer_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "base_model_id", b"base_model_id", "chat_template", b"chat_template", "context_length", b"context_length", "created_at", b"created_at", "error", b"error", "id", b"id", "kind", b"kind", "owner_id", b"owner_id", "parameter_count", b"parameter_count", "source", b"source", "state", b"state", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "base_model_id", b"base_model_id", "chat_template", b"chat_template", "context_length", b"context_length", "created_at", b"created_at", "error", b"error", "id", b"id", "is_default", b"is_default", "kind", b"kind", "owner_id", b"owner_id", "parameter_count", b"parameter_count", "path", b"path", "size_bytes", b"size_bytes", "source", b"source", "state", b"state", "tokenizer_path", b"tokenizer_path", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -148,12 +164,20 @@ class RegisterModelRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     VISIBILITY_FIELD_NUMBER: _builtins.int
     BASE_MODEL_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
     owner_id: _builtins.str
     id: _builtins.str
+    """empty: one is made (model_...)"""
     source: _builtins.str
+    """"path:/dir" (or a bare absolute path), "hf:org/name" (local hub cache), "job:<id>" """
     kind: Global___ModelKind.ValueType
+    """unspecified: base"""
     visibility: Global___Visibility.ValueType
+    """unspecified: private"""
     base_model_id: _builtins.str
+    """required for adapters"""
+    path: _builtins.str
+    """the folder holding the files when the source is a job"""
     def __init__(
         self,
         *,
@@ -163,14 +187,202 @@ class RegisterModelRequest(_message.Message):
         kind: Global___ModelKind.ValueType = ...,
         visibility: Global___Visibility.ValueType = ...,
         base_model_id: _builtins.str = ...,
+        path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_id", b"base_model_id", "id", b"id", "kind", b"kind", "owner_id", b"owner_id", "source", b"source", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_id", b"base_model_id", "id", b"id", "kind", b"kind", "owner_id", b"owner_id", "path", b"path", "source", b"source", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterModelRequest: _TypeAlias = RegisterModelRequest  # noqa: Y015
+
+@_typing.final
+class ListModelFilesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    model_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelFilesRequest: _TypeAlias = ListModelFilesRequest  # noqa: Y015
+
+@_typing.final
+class ModelFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """relative to the model's folder"""
+    bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelFile: _TypeAlias = ModelFile  # noqa: Y015
+
+@_typing.final
+class ListModelFilesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelFile]: ...
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___ModelFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelFilesResponse: _TypeAlias = ListModelFilesResponse  # noqa: Y015
+
+@_typing.final
+class DownloadModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    model_id: _builtins.str
+    path: _builtins.str
+    """one file (relative); empty: the whole folder as an uncompressed tar"""
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "model_id", b"model_id", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadModelRequest: _TypeAlias = DownloadModelRequest  # noqa: Y015
+
+@_typing.final
+class DataChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataChunk: _TypeAlias = DataChunk  # noqa: Y015
+
+@_typing.final
+class UploadFileMetadata(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    filename: _builtins.str
+    purpose: _builtins.str
+    """"fine-tune" | "assistants" """
+    model_id: _builtins.str
+    """whose tokenizer counts the tokens; empty: the default chat model"""
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "filename", b"filename", "model_id", b"model_id", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadFileMetadata: _TypeAlias = UploadFileMetadata  # noqa: Y015
+
+@_typing.final
+class UploadFileChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    @_builtins.property
+    def metadata(self) -> Global___UploadFileMetadata: ...
+    def __init__(
+        self,
+        *,
+        metadata: Global___UploadFileMetadata | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "data"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadFileChunk: _TypeAlias = UploadFileChunk  # noqa: Y015
+
+@_typing.final
+class ReadFileContentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    file_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "file_id", b"file_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFileContentRequest: _TypeAlias = ReadFileContentRequest  # noqa: Y015
 
 @_typing.final
 class GetModelRequest(_message.Message):
@@ -267,6 +479,7 @@ class File(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     STATUS_DETAILS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    VALIDATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     owner_id: _builtins.str
     filename: _builtins.str
@@ -278,6 +491,10 @@ class File(_message.Message):
     status_details: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def validation(self) -> Global___DatasetValidation:
+        """set for fine-tune files"""
+
     def __init__(
         self,
         *,
@@ -289,14 +506,74 @@ class File(_message.Message):
         status: _builtins.str = ...,
         status_details: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        validation: Global___DatasetValidation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "created_at", b"created_at", "filename", b"filename", "id", b"id", "owner_id", b"owner_id", "purpose", b"purpose", "status", b"status", "status_details", b"status_details"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "created_at", b"created_at", "filename", b"filename", "id", b"id", "owner_id", b"owner_id", "purpose", b"purpose", "status", b"status", "status_details", b"status_details", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___File: _TypeAlias = File  # noqa: Y015
+
+@_typing.final
+class ValidationError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    line: _builtins.int
+    """1-based line (JSONL) or example number (JSON array); 0: the whole file"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        line: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidationError: _TypeAlias = ValidationError  # noqa: Y015
+
+@_typing.final
+class DatasetValidation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    TOKENIZER_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """"openai_messages" | "alpaca" | "sharegpt" """
+    examples: _builtins.int
+    tokens: _builtins.int
+    tokenizer: _builtins.str
+    """the model whose tokenizer counted, or "bytes/4" for the estimate"""
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidationError]:
+        """the first errors (up to 20); empty when valid"""
+
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        examples: _builtins.int = ...,
+        tokens: _builtins.int = ...,
+        tokenizer: _builtins.str = ...,
+        errors: _abc.Iterable[Global___ValidationError] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "examples", b"examples", "format", b"format", "tokenizer", b"tokenizer", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetValidation: _TypeAlias = DatasetValidation  # noqa: Y015
 
 @_typing.final
 class GetFileRequest(_message.Message):

@@ -54,10 +54,30 @@ class CatalogServiceStub:
                 request_serializer=suanli_dot_v1_dot_catalog__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=suanli_dot_v1_dot_catalog__pb2.Model.FromString,
                 _registered_method=True)
+        self.ListModelFiles = channel.unary_unary(
+                '/suanli.v1.CatalogService/ListModelFiles',
+                request_serializer=suanli_dot_v1_dot_catalog__pb2.ListModelFilesRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_catalog__pb2.ListModelFilesResponse.FromString,
+                _registered_method=True)
+        self.DownloadModel = channel.unary_stream(
+                '/suanli.v1.CatalogService/DownloadModel',
+                request_serializer=suanli_dot_v1_dot_catalog__pb2.DownloadModelRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_catalog__pb2.DataChunk.FromString,
+                _registered_method=True)
+        self.UploadFile = channel.stream_unary(
+                '/suanli.v1.CatalogService/UploadFile',
+                request_serializer=suanli_dot_v1_dot_catalog__pb2.UploadFileChunk.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_catalog__pb2.File.FromString,
+                _registered_method=True)
         self.GetFile = channel.unary_unary(
                 '/suanli.v1.CatalogService/GetFile',
                 request_serializer=suanli_dot_v1_dot_catalog__pb2.GetFileRequest.SerializeToString,
                 response_deserializer=suanli_dot_v1_dot_catalog__pb2.File.FromString,
+                _registered_method=True)
+        self.ReadFileContent = channel.unary_stream(
+                '/suanli.v1.CatalogService/ReadFileContent',
+                request_serializer=suanli_dot_v1_dot_catalog__pb2.ReadFileContentRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_catalog__pb2.DataChunk.FromString,
                 _registered_method=True)
         self.ListFiles = channel.unary_unary(
                 '/suanli.v1.CatalogService/ListFiles',
@@ -103,8 +123,37 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModelFiles(self, request, context):
+        """The files of a model's folder (config, tokenizer, weights) with their sizes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadModel(self, request, context):
+        """A model's files, streamed: one file when `path` is set, else the whole folder as a tar.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFile(self, request_iterator, context):
+        """An OpenAI file upload: the first chunk carries `metadata`, every later one `data`.
+        Fine-tune files are validated on the way in; an invalid one is refused and not kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFile(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadFileContent(self, request, context):
+        """A file's bytes, streamed (GET /v1/files/{id}/content).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -151,10 +200,30 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     request_deserializer=suanli_dot_v1_dot_catalog__pb2.DeleteModelRequest.FromString,
                     response_serializer=suanli_dot_v1_dot_catalog__pb2.Model.SerializeToString,
             ),
+            'ListModelFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelFiles,
+                    request_deserializer=suanli_dot_v1_dot_catalog__pb2.ListModelFilesRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_catalog__pb2.ListModelFilesResponse.SerializeToString,
+            ),
+            'DownloadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModel,
+                    request_deserializer=suanli_dot_v1_dot_catalog__pb2.DownloadModelRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_catalog__pb2.DataChunk.SerializeToString,
+            ),
+            'UploadFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=suanli_dot_v1_dot_catalog__pb2.UploadFileChunk.FromString,
+                    response_serializer=suanli_dot_v1_dot_catalog__pb2.File.SerializeToString,
+            ),
             'GetFile': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFile,
                     request_deserializer=suanli_dot_v1_dot_catalog__pb2.GetFileRequest.FromString,
                     response_serializer=suanli_dot_v1_dot_catalog__pb2.File.SerializeToString,
+            ),
+            'ReadFileContent': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadFileContent,
+                    request_deserializer=suanli_dot_v1_dot_catalog__pb2.ReadFileContentRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_catalog__pb2.DataChunk.SerializeToString,
             ),
             'ListFiles': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFiles,
@@ -291,6 +360,87 @@ class CatalogService:
             _registered_method=True)
 
     @staticmethod
+    def ListModelFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.CatalogService/ListModelFiles',
+            suanli_dot_v1_dot_catalog__pb2.ListModelFilesRequest.SerializeToString,
+            suanli_dot_v1_dot_catalog__pb2.ListModelFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/suanli.v1.CatalogService/DownloadModel',
+            suanli_dot_v1_dot_catalog__pb2.DownloadModelRequest.SerializeToString,
+            suanli_dot_v1_dot_catalog__pb2.DataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/suanli.v1.CatalogService/UploadFile',
+            suanli_dot_v1_dot_catalog__pb2.UploadFileChunk.SerializeToString,
+            suanli_dot_v1_dot_catalog__pb2.File.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetFile(request,
             target,
             options=(),
@@ -307,6 +457,33 @@ class CatalogService:
             '/suanli.v1.CatalogService/GetFile',
             suanli_dot_v1_dot_catalog__pb2.GetFileRequest.SerializeToString,
             suanli_dot_v1_dot_catalog__pb2.File.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFileContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/suanli.v1.CatalogService/ReadFileContent',
+            suanli_dot_v1_dot_catalog__pb2.ReadFileContentRequest.SerializeToString,
+            suanli_dot_v1_dot_catalog__pb2.DataChunk.FromString,
             options,
             channel_credentials,
             insecure,

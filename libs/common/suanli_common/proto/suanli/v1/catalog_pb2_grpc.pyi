@@ -37,7 +37,17 @@ class CatalogServiceStub:
     GetModel: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetModelRequest, _catalog_pb2.Model]
     ListModels: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListModelsRequest, _catalog_pb2.ListModelsResponse]
     DeleteModel: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.DeleteModelRequest, _catalog_pb2.Model]
+    ListModelFiles: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListModelFilesRequest, _catalog_pb2.ListModelFilesResponse]
+    """The files of a model's folder (config, tokenizer, weights) with their sizes."""
+    DownloadModel: _grpc.UnaryStreamMultiCallable[_catalog_pb2.DownloadModelRequest, _catalog_pb2.DataChunk]
+    """A model's files, streamed: one file when `path` is set, else the whole folder as a tar."""
+    UploadFile: _grpc.StreamUnaryMultiCallable[_catalog_pb2.UploadFileChunk, _catalog_pb2.File]
+    """An OpenAI file upload: the first chunk carries `metadata`, every later one `data`.
+    Fine-tune files are validated on the way in; an invalid one is refused and not kept.
+    """
     GetFile: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetFileRequest, _catalog_pb2.File]
+    ReadFileContent: _grpc.UnaryStreamMultiCallable[_catalog_pb2.ReadFileContentRequest, _catalog_pb2.DataChunk]
+    """A file's bytes, streamed (GET /v1/files/{id}/content)."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListFilesRequest, _catalog_pb2.ListFilesResponse]
     DeleteFile: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.DeleteFileRequest, _catalog_pb2.File]
     GetArtifactUrl: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetArtifactUrlRequest, _catalog_pb2.ArtifactUrl]
@@ -50,7 +60,17 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     GetModel: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetModelRequest, _catalog_pb2.Model]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListModelsRequest, _catalog_pb2.ListModelsResponse]  # type: ignore[assignment]
     DeleteModel: _aio.UnaryUnaryMultiCallable[_catalog_pb2.DeleteModelRequest, _catalog_pb2.Model]  # type: ignore[assignment]
+    ListModelFiles: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListModelFilesRequest, _catalog_pb2.ListModelFilesResponse]  # type: ignore[assignment]
+    """The files of a model's folder (config, tokenizer, weights) with their sizes."""
+    DownloadModel: _aio.UnaryStreamMultiCallable[_catalog_pb2.DownloadModelRequest, _catalog_pb2.DataChunk]  # type: ignore[assignment]
+    """A model's files, streamed: one file when `path` is set, else the whole folder as a tar."""
+    UploadFile: _aio.StreamUnaryMultiCallable[_catalog_pb2.UploadFileChunk, _catalog_pb2.File]  # type: ignore[assignment]
+    """An OpenAI file upload: the first chunk carries `metadata`, every later one `data`.
+    Fine-tune files are validated on the way in; an invalid one is refused and not kept.
+    """
     GetFile: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetFileRequest, _catalog_pb2.File]  # type: ignore[assignment]
+    ReadFileContent: _aio.UnaryStreamMultiCallable[_catalog_pb2.ReadFileContentRequest, _catalog_pb2.DataChunk]  # type: ignore[assignment]
+    """A file's bytes, streamed (GET /v1/files/{id}/content)."""
     ListFiles: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListFilesRequest, _catalog_pb2.ListFilesResponse]  # type: ignore[assignment]
     DeleteFile: _aio.UnaryUnaryMultiCallable[_catalog_pb2.DeleteFileRequest, _catalog_pb2.File]  # type: ignore[assignment]
     GetArtifactUrl: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetArtifactUrlRequest, _catalog_pb2.ArtifactUrl]  # type: ignore[assignment]
@@ -86,11 +106,45 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_catalog_pb2.Model, _abc.Awaitable[_catalog_pb2.Model]]: ...
 
     @_abc_1.abstractmethod
+    def ListModelFiles(
+        self,
+        request: _catalog_pb2.ListModelFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.ListModelFilesResponse, _abc.Awaitable[_catalog_pb2.ListModelFilesResponse]]:
+        """The files of a model's folder (config, tokenizer, weights) with their sizes."""
+
+    @_abc_1.abstractmethod
+    def DownloadModel(
+        self,
+        request: _catalog_pb2.DownloadModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_catalog_pb2.DataChunk], _abc.AsyncIterator[_catalog_pb2.DataChunk]]:
+        """A model's files, streamed: one file when `path` is set, else the whole folder as a tar."""
+
+    @_abc_1.abstractmethod
+    def UploadFile(
+        self,
+        request_iterator: _MaybeAsyncIterator[_catalog_pb2.UploadFileChunk],
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.File, _abc.Awaitable[_catalog_pb2.File]]:
+        """An OpenAI file upload: the first chunk carries `metadata`, every later one `data`.
+        Fine-tune files are validated on the way in; an invalid one is refused and not kept.
+        """
+
+    @_abc_1.abstractmethod
     def GetFile(
         self,
         request: _catalog_pb2.GetFileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.File, _abc.Awaitable[_catalog_pb2.File]]: ...
+
+    @_abc_1.abstractmethod
+    def ReadFileContent(
+        self,
+        request: _catalog_pb2.ReadFileContentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_catalog_pb2.DataChunk], _abc.AsyncIterator[_catalog_pb2.DataChunk]]:
+        """A file's bytes, streamed (GET /v1/files/{id}/content)."""
 
     @_abc_1.abstractmethod
     def ListFiles(

@@ -6,10 +6,12 @@ Subjects are "events.<domain>.<fact>" (events.user.created); the envelope's id i
 JetStream Nats-Msg-Id, so a re-published event is de-duplicated by the server.
 """
 
+from collections import abc as _abc
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -163,3 +165,137 @@ class ApiKeyRevoked(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApiKeyRevoked: _TypeAlias = ApiKeyRevoked  # noqa: Y015
+
+@_typing.final
+class ModelRegistered(_message.Message):
+    """catalog: a model reached `ready` (registered from a path, a hub id, a job, or the seed)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    ARCHITECTURE_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    BASE_MODEL_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    owner_id: _builtins.str
+    kind: _builtins.str
+    """"base" | "fine_tuned" | "adapter" | "embedding" """
+    source: _builtins.str
+    architecture: _builtins.str
+    visibility: _builtins.str
+    """"public" | "private" """
+    base_model_id: _builtins.str
+    path: _builtins.str
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        source: _builtins.str = ...,
+        architecture: _builtins.str = ...,
+        visibility: _builtins.str = ...,
+        base_model_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "base_model_id", b"base_model_id", "kind", b"kind", "model_id", b"model_id", "owner_id", b"owner_id", "path", b"path", "source", b"source", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelRegistered: _TypeAlias = ModelRegistered  # noqa: Y015
+
+@_typing.final
+class DatasetValidated(_message.Message):
+    """catalog: a fine-tune file was validated and stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    owner_id: _builtins.str
+    purpose: _builtins.str
+    format: _builtins.str
+    examples: _builtins.int
+    tokens: _builtins.int
+    bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        format: _builtins.str = ...,
+        examples: _builtins.int = ...,
+        tokens: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "examples", b"examples", "file_id", b"file_id", "format", b"format", "owner_id", b"owner_id", "purpose", b"purpose", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetValidated: _TypeAlias = DatasetValidated  # noqa: Y015
+
+@_typing.final
+class JobStateChanged(_message.Message):
+    """Payload of the scheduler's job.* events (job.queued, job.running, job.succeeded, job.failed,
+    job.cancelled, job.timed_out, job.requeued); the envelope's subject is the job id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    JOB_TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    NODE_IDS_FIELD_NUMBER: _builtins.int
+    OUTPUT_PATH_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    owner_id: _builtins.str
+    name: _builtins.str
+    job_type: _builtins.str
+    """"pytorch", "mpi", "fine_tune", "deployment" """
+    status: _builtins.str
+    """"queued", "preparing", "running", "succeeded", ..."""
+    status_reason: _builtins.str
+    attempt: _builtins.int
+    output_path: _builtins.str
+    """the model save path on the job's volume (for job.succeeded)"""
+    @_builtins.property
+    def node_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        job_type: _builtins.str = ...,
+        status: _builtins.str = ...,
+        status_reason: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        node_ids: _abc.Iterable[_builtins.str] | None = ...,
+        output_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job_id", b"job_id", "job_type", b"job_type", "name", b"name", "node_ids", b"node_ids", "output_path", b"output_path", "owner_id", b"owner_id", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobStateChanged: _TypeAlias = JobStateChanged  # noqa: Y015

@@ -107,6 +107,8 @@ class JobSpec(_message.Message):
     ENV_FIELD_NUMBER: _builtins.int
     MAX_RUNTIME_MINUTES_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    MODEL_PATH_FIELD_NUMBER: _builtins.int
+    DATASET_PATH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     job_type: Global___JobType.ValueType
     command: _builtins.str
@@ -118,8 +120,12 @@ class JobSpec(_message.Message):
     model_save_path: _builtins.str
     volume_gb: _builtins.int
     max_runtime_minutes: _builtins.int
-    """0: run to completion"""
+    """absent: run to completion; 0 or less is refused"""
     priority: _builtins.int
+    model_path: _builtins.str
+    """staged into the job's volume as SUANLI_MODEL_PATH (a local path for now)"""
+    dataset_path: _builtins.str
+    """staged as SUANLI_DATASET_PATH"""
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -136,14 +142,18 @@ class JobSpec(_message.Message):
         model_save_path: _builtins.str = ...,
         volume_gb: _builtins.int = ...,
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
-        max_runtime_minutes: _builtins.int = ...,
+        max_runtime_minutes: _builtins.int | None = ...,
         priority: _builtins.int = ...,
+        model_path: _builtins.str = ...,
+        dataset_path: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "max_runtime_minutes", b"max_runtime_minutes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ckpt_path", b"ckpt_path", "command", b"command", "env", b"env", "gpu_type", b"gpu_type", "gpus_per_node", b"gpus_per_node", "image", b"image", "job_type", b"job_type", "max_runtime_minutes", b"max_runtime_minutes", "model_save_path", b"model_save_path", "name", b"name", "nodes", b"nodes", "priority", b"priority", "volume_gb", b"volume_gb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "ckpt_path", b"ckpt_path", "command", b"command", "dataset_path", b"dataset_path", "env", b"env", "gpu_type", b"gpu_type", "gpus_per_node", b"gpus_per_node", "image", b"image", "job_type", b"job_type", "max_runtime_minutes", b"max_runtime_minutes", "model_path", b"model_path", "model_save_path", b"model_save_path", "name", b"name", "nodes", b"nodes", "priority", b"priority", "volume_gb", b"volume_gb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_runtime_minutes: _TypeAlias = _typing.Literal["max_runtime_minutes"]  # noqa: Y015
+    _WhichOneofArgType__max_runtime_minutes: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_runtime_minutes) -> _WhichOneofReturnType__max_runtime_minutes | None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
 
@@ -161,12 +171,18 @@ class Job(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    OUTPUT_PATH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     owner_id: _builtins.str
     status: Global___JobStatus.ValueType
     status_reason: _builtins.str
     """why it waits, fails or ended"""
     attempt: _builtins.int
+    progress: _builtins.float
+    """0..1 while preparing (staging inputs), as the agents report it"""
+    output_path: _builtins.str
+    """where the model save path lies on the job's volume"""
     @_builtins.property
     def spec(self) -> Global___JobSpec: ...
     @_builtins.property
@@ -190,10 +206,12 @@ class Job(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        progress: _builtins.float = ...,
+        output_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "spec", b"spec", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "node_ids", b"node_ids", "owner_id", b"owner_id", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "node_ids", b"node_ids", "output_path", b"output_path", "owner_id", b"owner_id", "progress", b"progress", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -376,3 +394,261 @@ class ListGpusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListGpusResponse: _TypeAlias = ListGpusResponse  # noqa: Y015
+
+@_typing.final
+class AttemptState(_message.Message):
+    """---- The agent protocol, over NATS ----
+    Agents publish an AgentHeartbeat on core NATS `agent.heartbeat.<node>` every interval.
+    The scheduler sends NodeCommands on JetStream `work.node.<node>` (WORK stream, one durable
+    consumer per node) and agents send JobReports on JetStream `work.report.<node>`.
+    Every placement is one (job_id, attempt, lease_id); reports for any other attempt are stale and
+    ignored, and an agent that holds an attempt the scheduler no longer gives it is told to stop it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    GPU_TYPE_FIELD_NUMBER: _builtins.int
+    SLOTS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt: _builtins.int
+    lease_id: _builtins.str
+    phase: Global___JobStatus.ValueType
+    """what the agent last saw; terminal phases linger a while after exit"""
+    exit_code: _builtins.int
+    message: _builtins.str
+    gpu_type: _builtins.str
+    slots: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        lease_id: _builtins.str = ...,
+        phase: Global___JobStatus.ValueType = ...,
+        exit_code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        gpu_type: _builtins.str = ...,
+        slots: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "exit_code", b"exit_code", "gpu_type", b"gpu_type", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "phase", b"phase", "slots", b"slots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttemptState: _TypeAlias = AttemptState  # noqa: Y015
+
+@_typing.final
+class AgentHeartbeat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    GPUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CONTAINER_RUNTIME_FIELD_NUMBER: _builtins.int
+    PORT_RANGE_START_FIELD_NUMBER: _builtins.int
+    PORT_RANGE_END_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    address: _builtins.str
+    """MASTER_ADDR other nodes reach this one at"""
+    container_runtime: _builtins.str
+    """"docker", "podman" or "" (image jobs refused there)"""
+    port_range_start: _builtins.int
+    """rendezvous ports the scheduler may give out on this node"""
+    port_range_end: _builtins.int
+    instance_id: _builtins.str
+    """changes when the agent restarts"""
+    @_builtins.property
+    def gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuSlots]:
+        """inventory; `used` counts the slots its live attempts hold"""
+
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptState]:
+        """the attempts it holds, so the scheduler can reconcile"""
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        address: _builtins.str = ...,
+        gpus: _abc.Iterable[Global___GpuSlots] | None = ...,
+        attempts: _abc.Iterable[Global___AttemptState] | None = ...,
+        container_runtime: _builtins.str = ...,
+        port_range_start: _builtins.int = ...,
+        port_range_end: _builtins.int = ...,
+        instance_id: _builtins.str = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "attempts", b"attempts", "container_runtime", b"container_runtime", "gpus", b"gpus", "instance_id", b"instance_id", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "sent_at", b"sent_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentHeartbeat: _TypeAlias = AgentHeartbeat  # noqa: Y015
+
+@_typing.final
+class WorkOffer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    NODE_RANK_FIELD_NUMBER: _builtins.int
+    NNODES_FIELD_NUMBER: _builtins.int
+    MASTER_ADDR_FIELD_NUMBER: _builtins.int
+    MASTER_PORT_FIELD_NUMBER: _builtins.int
+    GPU_TYPE_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
+    MAX_RUNTIME_S_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt: _builtins.int
+    lease_id: _builtins.str
+    owner_id: _builtins.str
+    node_rank: _builtins.int
+    nnodes: _builtins.int
+    master_addr: _builtins.str
+    master_port: _builtins.int
+    gpu_type: _builtins.str
+    resume: _builtins.bool
+    """an earlier attempt ran: resume from the checkpoint path"""
+    max_runtime_s: _builtins.float
+    """0: run to completion; else the agent stops it then (timed_out)"""
+    @_builtins.property
+    def spec(self) -> Global___JobSpec: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        lease_id: _builtins.str = ...,
+        spec: Global___JobSpec | None = ...,
+        owner_id: _builtins.str = ...,
+        node_rank: _builtins.int = ...,
+        nnodes: _builtins.int = ...,
+        master_addr: _builtins.str = ...,
+        master_port: _builtins.int = ...,
+        gpu_type: _builtins.str = ...,
+        resume: _builtins.bool = ...,
+        max_runtime_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "gpu_type", b"gpu_type", "job_id", b"job_id", "lease_id", b"lease_id", "master_addr", b"master_addr", "master_port", b"master_port", "max_runtime_s", b"max_runtime_s", "nnodes", b"nnodes", "node_rank", b"node_rank", "owner_id", b"owner_id", "resume", b"resume", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkOffer: _TypeAlias = WorkOffer  # noqa: Y015
+
+@_typing.final
+class StopWork(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt: _builtins.int
+    """0: every attempt of the job this node holds"""
+    reason: Global___JobStatus.ValueType
+    """CANCELLED, TIMED_OUT, FAILED (a peer failed) or QUEUED (superseded)"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        reason: Global___JobStatus.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job_id", b"job_id", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopWork: _TypeAlias = StopWork  # noqa: Y015
+
+@_typing.final
+class NodeCommand(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def offer(self) -> Global___WorkOffer: ...
+    @_builtins.property
+    def stop(self) -> Global___StopWork: ...
+    def __init__(
+        self,
+        *,
+        offer: Global___WorkOffer | None = ...,
+        stop: Global___StopWork | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "offer", b"offer", "stop", b"stop"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "offer", b"offer", "stop", b"stop"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["offer", "stop"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___NodeCommand: _TypeAlias = NodeCommand  # noqa: Y015
+
+@_typing.final
+class JobReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    job_id: _builtins.str
+    attempt: _builtins.int
+    lease_id: _builtins.str
+    phase: Global___JobStatus.ValueType
+    exit_code: _builtins.int
+    message: _builtins.str
+    progress: _builtins.float
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        lease_id: _builtins.str = ...,
+        phase: Global___JobStatus.ValueType = ...,
+        exit_code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        progress: _builtins.float = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "exit_code", b"exit_code", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "node_id", b"node_id", "phase", b"phase", "progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobReport: _TypeAlias = JobReport  # noqa: Y015

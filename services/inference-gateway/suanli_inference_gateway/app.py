@@ -1,0 +1,67 @@
+"""`create_app(settings, deps)`: the FastAPI application, from collaborators built elsewhere."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from suanli_inference_gateway import health
+from suanli_inference_gateway.dependencies import GatewayDeps
+from suanli_inference_gateway.errors import install_error_handlers
+from suanli_inference_gateway.platform.api_keys.router import router as api_keys_router
+from suanli_inference_gateway.platform.auth.router import router as auth_router
+from suanli_inference_gateway.settings import GatewaySettings
+
+PLATFORM_PREFIX = "/api/v1"
+OPENAI_PREFIX = "/v1"
+API_PATHS = (f"{PLATFORM_PREFIX}/", f"{OPENAI_PREFIX}/")
+
+
+def platform_router() -> APIRouter:
+    router = APIRouter(prefix=PLATFORM_PREFIX)
+    router.include_router(auth_router)
+    router.include_router(api_keys_router)
+    return router
+
+
+def openai_router() -> APIRouter:
+    # The OpenAI surfaces (models, chat, files, fine_tuning, vector_stores) are included here.
+    return APIRouter(prefix=OPENAI_PREFIX)
+
+
+def console_app(files: StaticFiles) -> ASGIApp:
+    """Serves the console's files for any path the API does not own."""
+
+    async def console(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(API_PATHS) or path in (PLATFORM_PREFIX, OPENAI_PREFIX):
+            raise HTTPException(status_code=404)
+        await files(scope, receive, send)
+
+    return console
+
+
+def create_app(settings: GatewaySettings, deps: GatewayDeps) -> FastAPI:
+    app = FastAPI(
+        title="Suanli API",
+        version="1",
+        description="Suanli's platform API. The OpenAI-compatible API lives under /v1.",
+        openapi_url=f"{PLATFORM_PREFIX}/openapi.json",
+        docs_url=f"{PLATFORM_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.deps = deps
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(platform_router())
+    app.include_router(openai_router())
+    if settings.web_dir is not None and settings.web_dir.is_dir():
+        # The console is the router's fallback rather than a mount at "/": a mount matches
+        # every path fully and would answer a wrong method on an API route with its own 405.
+        app.router.default = console_app(StaticFiles(directory=settings.web_dir, html=True))
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app

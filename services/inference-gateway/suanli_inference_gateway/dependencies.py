@@ -1,0 +1,29 @@
+"""The collaborators the gateway's routes use, built once at start-up (`main.py`, or a test) and
+handed to `create_app`; routes reach them through `gateway_deps(request)`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from suanli_inference_gateway.authentication.authenticator import Authenticator
+from suanli_inference_gateway.clients.auth import AuthApi
+from suanli_inference_gateway.ratelimit import SignInLimiter
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class GatewayDeps:
+    auth: AuthApi
+    authenticator: Authenticator
+    signin_limiter: SignInLimiter
+    # name -> "is it up?"; /readyz runs them all ("nats", "auth", ...).
+    ready_checks: Mapping[str, ReadyCheck] = field(default_factory=dict)
+
+
+def gateway_deps(request: Request) -> GatewayDeps:
+    deps: GatewayDeps = request.app.state.deps
+    return deps

@@ -1,0 +1,119 @@
+"""Wires the gateway process: bus, gRPC channels, the app, and uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import grpc
+import uvicorn
+from faststream.nats import NatsBroker
+
+from suanli_common.bus import declare_streams, make_broker
+from suanli_common.grpc import check_health, make_channel
+from suanli_common.logging import get_logger
+from suanli_common.process import run_service
+from suanli_common.proto.suanli.v1 import auth_pb2_grpc
+from suanli_inference_gateway.app import create_app
+from suanli_inference_gateway.authentication.authenticator import Authenticator
+from suanli_inference_gateway.authentication.key_cache import ApiKeyCache
+from suanli_inference_gateway.authentication.revocations import subscribe_key_revocations
+from suanli_inference_gateway.clients.auth import AUTH_SERVICE, IDEMPOTENT_METHODS, AuthClient
+from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
+from suanli_inference_gateway.ratelimit import SignInLimiter
+from suanli_inference_gateway.settings import GatewaySettings
+
+log = get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `run_service` owns SIGTERM/SIGINT and cancels us."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _nats_check(broker: NatsBroker, timeout: float) -> ReadyCheck:
+    async def check() -> bool:
+        return await broker.ping(timeout=timeout)
+
+    return check
+
+
+def _grpc_check(channel: grpc.aio.Channel, timeout: float) -> ReadyCheck:
+    async def check() -> bool:
+        return await check_health(channel, timeout=timeout)
+
+    return check
+
+
+async def serve(settings: GatewaySettings) -> None:
+    broker = make_broker(settings.nats_url, service="gateway")
+    key_cache = ApiKeyCache(
+        settings.key_cache_ttl_s,
+        negative_ttl_s=settings.key_cache_negative_ttl_s,
+        max_entries=settings.key_cache_max_entries,
+    )
+    subscribe_key_revocations(broker, key_cache)
+    auth_channel = make_channel(
+        settings.auth_address,
+        timeout=settings.grpc_timeout_s,
+        service=AUTH_SERVICE,
+        idempotent_methods=IDEMPOTENT_METHODS,
+    )
+    channels = {"auth": auth_channel}
+    for name in settings.ready_services:
+        if name not in channels:
+            channels[name] = make_channel(settings.service_address(name), timeout=settings.grpc_timeout_s)
+    auth = AuthClient(auth_pb2_grpc.AuthServiceStub(auth_channel))
+    checks: dict[str, ReadyCheck] = {"nats": _nats_check(broker, settings.ready_timeout_s)}
+    for name in settings.ready_services:
+        checks[name] = _grpc_check(channels[name], settings.ready_timeout_s)
+    deps = GatewayDeps(
+        auth=auth,
+        authenticator=Authenticator(auth, key_cache),
+        signin_limiter=SignInLimiter.per_minute(
+            settings.signin_limit_per_ip, settings.signin_limit_per_account, settings.signin_window_s
+        ),
+        ready_checks=checks,
+    )
+    server = _Server(
+        uvicorn.Config(
+            create_app(settings, deps),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
+    )
+    try:
+        await broker.connect()
+        await declare_streams(broker)
+        await broker.start()
+        serving = asyncio.ensure_future(server.serve())
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            # Graceful: stop accepting, let requests in flight finish, then close.
+            server.should_exit = True
+            await serving
+            raise
+        if server.started is False:
+            raise RuntimeError(f"cannot serve HTTP on {settings.http_host}:{settings.http_port}")
+    finally:
+        await broker.stop()
+        for channel in channels.values():
+            await channel.close()
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    run_service(settings, lambda: serve(settings))
+
+
+if __name__ == "__main__":
+    main()

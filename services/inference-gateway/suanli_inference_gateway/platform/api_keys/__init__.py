@@ -1,0 +1,1 @@
+"""The caller's API keys: /api/v1/api-keys."""

@@ -1,0 +1,50 @@
+"""The gateway's settings (`SUANLI_*` variables); defaults are the embedded ones of `make run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from suanli_common.settings import ServiceSettings
+
+
+def _repo_web_dir() -> Path | None:
+    # services/inference-gateway/suanli_inference_gateway/settings.py -> the repository root
+    candidate = Path(__file__).resolve().parents[3] / "web"
+    return candidate if candidate.is_dir() else None
+
+
+class GatewaySettings(ServiceSettings):
+    service_name: ClassVar[str] = "gateway"
+
+    http_host: str = Field("127.0.0.1", description="Interface the public HTTP port binds")
+    http_port: int = Field(8080, description="The public HTTP port (SUANLI_HTTP_PORT)")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies whose X-Forwarded-For is trusted for the client address (uvicorn's setting)",
+    )
+    key_cache_ttl_s: float = Field(30.0, description="How long a resolved API key is trusted without auth")
+    key_cache_negative_ttl_s: float = Field(
+        2.0, description="How long a rejected API key is remembered (kept short: a new key must work)"
+    )
+    key_cache_max_entries: int = Field(10_000, description="Bound of the API key cache")
+    signin_limit_per_ip: int = Field(20, description="Sign-in attempts per client IP per window")
+    signin_limit_per_account: int = Field(10, description="Sign-in attempts per e-mail address per window")
+    signin_window_s: float = Field(60.0, description="Window of the sign-in rate limits")
+    web_dir: Path | None = Field(
+        default_factory=_repo_web_dir,
+        description="The console's static files, served at /; none: no console",
+    )
+    ready_services: list[str] = Field(
+        default_factory=lambda: ["auth"],
+        description="Services whose gRPC health /readyz checks (addresses from <name>_address)",
+    )
+    ready_timeout_s: float = Field(1.0, description="Deadline of each /readyz check")
+
+    def service_address(self, name: str) -> str:
+        address = getattr(self, f"{name}_address", None)
+        if not isinstance(address, str):
+            raise ValueError(f"unknown service {name!r} in ready_services: no {name}_address setting")
+        return address
