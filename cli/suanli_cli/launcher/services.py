@@ -1,0 +1,48 @@
+"""The platform's services in start order: adding one (catalog, scheduler, trainer-agent, rag) is one line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from suanli_cli.launcher.children import ChildSpec
+from suanli_cli.launcher.nats import port_probe
+from suanli_cli.launcher.settings import LauncherSettings
+
+
+@dataclass(frozen=True)
+class PlatformService:
+    name: str
+    module: str  # run as `python -m <module>` with this interpreter
+    port: int | None = None  # where it serves once ready; the next service starts after that
+
+
+def platform_services(settings: LauncherSettings) -> list[PlatformService]:
+    return [
+        PlatformService("auth", "suanli_auth", settings.auth_grpc_port),
+        PlatformService("gateway", "suanli_inference_gateway", settings.http_port),
+    ]
+
+
+def service_env(settings: LauncherSettings, parent_env: Mapping[str, str]) -> dict[str, str]:
+    """The parent's environment (OTEL_*, SUANLI_LOG_*, ...) plus where every part of the platform is."""
+    return {
+        **parent_env,
+        "SUANLI_HOME": str(settings.home.resolve()),
+        "SUANLI_NATS_URL": settings.effective_nats_url,
+        "SUANLI_HTTP_PORT": str(settings.http_port),
+        "SUANLI_AUTH_GRPC_PORT": str(settings.auth_grpc_port),
+        "SUANLI_AUTH_ADDRESS": f"127.0.0.1:{settings.auth_grpc_port}",
+        # Children write through a pipe: without this their output would come in 8 KiB bursts.
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def service_child_spec(service: PlatformService, env: Mapping[str, str], timeout_s: float) -> ChildSpec:
+    return ChildSpec(
+        name=service.name,
+        argv=[sys.executable, "-m", service.module],
+        env=env,
+        ready=port_probe(service.port, timeout_s) if service.port is not None else None,
+    )

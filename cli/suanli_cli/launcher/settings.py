@@ -1,0 +1,35 @@
+"""What `suanli up` reads from `SUANLI_*` variables: the ports it hands to services, timeouts, backoff."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from suanli_common.settings import EMBEDDED_NATS_PORT, ServiceSettings
+
+
+class LauncherSettings(ServiceSettings):
+    service_name: ClassVar[str] = "launcher"
+
+    http_port: int = Field(8080, description="Port of the inference-gateway (the only public HTTP port)")
+    nats_port: int = Field(EMBEDDED_NATS_PORT, description="Port of the embedded nats-server")
+    auth_grpc_port: int = Field(50051, description="Port of the auth gRPC API")
+    ready_timeout_s: float = Field(120.0, description="How long to wait for /readyz before warning")
+    restart_backoff_initial_s: float = Field(0.5, description="First delay before restarting a child")
+    restart_backoff_max_s: float = Field(10.0, description="Longest delay between restarts of a child")
+    restart_backoff_reset_s: float = Field(
+        30.0, description="A child that stayed up this long restarts after the initial delay again"
+    )
+    stop_grace_s: float = Field(10.0, description="How long a child may take to exit after SIGTERM")
+
+    @property
+    def uses_external_nats(self) -> bool:
+        """True when SUANLI_NATS_URL was given: then the launcher starts no nats-server."""
+        return "nats_url" in self.model_fields_set
+
+    @property
+    def effective_nats_url(self) -> str:
+        if self.uses_external_nats:
+            return self.nats_url
+        return f"nats://127.0.0.1:{self.nats_port}"
