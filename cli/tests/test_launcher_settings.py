@@ -24,6 +24,8 @@ def test_embedded_nats_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         "SUANLI_NATS_PORT",
         "SUANLI_HTTP_PORT",
         "SUANLI_AUTH_GRPC_PORT",
+        "SUANLI_CATALOG_GRPC_PORT",
+        "SUANLI_SCHEDULER_GRPC_PORT",
     ]
 
 

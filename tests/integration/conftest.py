@@ -19,6 +19,7 @@ import pytest
 from suanli_common.testing import free_port
 
 READY_TIMEOUT_S = 90.0
+SEED_MODELS_CACHE = Path("/tmp/suanli-test-cache/seed-models")
 STOP_TIMEOUT_S = 20.0
 
 
@@ -64,6 +65,8 @@ class Platform:
         self.http_port = free_port()
         self.nats_port = free_port()
         self.auth_grpc_port = free_port()
+        self.catalog_grpc_port = free_port()
+        self.scheduler_grpc_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         env = {k: v for k, v in os.environ.items() if k != "SUANLI_NATS_URL"}
         env.update(
@@ -71,6 +74,11 @@ class Platform:
             SUANLI_HTTP_PORT=str(self.http_port),
             SUANLI_NATS_PORT=str(self.nats_port),
             SUANLI_AUTH_GRPC_PORT=str(self.auth_grpc_port),
+            SUANLI_CATALOG_GRPC_PORT=str(self.catalog_grpc_port),
+            SUANLI_SCHEDULER_GRPC_PORT=str(self.scheduler_grpc_port),
+            SUANLI_AGENT_SLOTS="cpu:2",
+            # Seed models are built once per machine and shared by every platform the tests start.
+            SUANLI_MODELS_DIR=str(SEED_MODELS_CACHE),
             PYTHONUNBUFFERED="1",
         )
         env.update(extra_env or {})

@@ -21,6 +21,9 @@ class PlatformService:
 def platform_services(settings: LauncherSettings) -> list[PlatformService]:
     return [
         PlatformService("auth", "suanli_auth", settings.auth_grpc_port),
+        PlatformService("catalog", "suanli_catalog", settings.catalog_grpc_port),
+        PlatformService("scheduler", "suanli_scheduler", settings.scheduler_grpc_port),
+        PlatformService("trainer-agent", "suanli_trainer_agent"),
         PlatformService("gateway", "suanli_inference_gateway", settings.http_port),
     ]
 
@@ -34,6 +37,10 @@ def service_env(settings: LauncherSettings, parent_env: Mapping[str, str]) -> di
         "SUANLI_HTTP_PORT": str(settings.http_port),
         "SUANLI_AUTH_GRPC_PORT": str(settings.auth_grpc_port),
         "SUANLI_AUTH_ADDRESS": f"127.0.0.1:{settings.auth_grpc_port}",
+        "SUANLI_CATALOG_GRPC_PORT": str(settings.catalog_grpc_port),
+        "SUANLI_CATALOG_ADDRESS": f"127.0.0.1:{settings.catalog_grpc_port}",
+        "SUANLI_SCHEDULER_GRPC_PORT": str(settings.scheduler_grpc_port),
+        "SUANLI_SCHEDULER_ADDRESS": f"127.0.0.1:{settings.scheduler_grpc_port}",
         # Children write through a pipe: without this their output would come in 8 KiB bursts.
         "PYTHONUNBUFFERED": "1",
     }

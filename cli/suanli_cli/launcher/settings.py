@@ -15,6 +15,8 @@ class LauncherSettings(ServiceSettings):
     http_port: int = Field(8080, description="Port of the inference-gateway (the only public HTTP port)")
     nats_port: int = Field(EMBEDDED_NATS_PORT, description="Port of the embedded nats-server")
     auth_grpc_port: int = Field(50051, description="Port of the auth gRPC API")
+    catalog_grpc_port: int = Field(50052, description="Port of the catalog gRPC API")
+    scheduler_grpc_port: int = Field(50053, description="Port of the scheduler gRPC API")
     ready_timeout_s: float = Field(120.0, description="How long to wait for /readyz before warning")
     restart_backoff_initial_s: float = Field(0.5, description="First delay before restarting a child")
     restart_backoff_max_s: float = Field(10.0, description="Longest delay between restarts of a child")

@@ -27,6 +27,8 @@ def port_claims(settings: LauncherSettings) -> list[PortClaim]:
     claims = [
         PortClaim(settings.http_port, "gateway HTTP", "SUANLI_HTTP_PORT"),
         PortClaim(settings.auth_grpc_port, "auth gRPC", "SUANLI_AUTH_GRPC_PORT"),
+        PortClaim(settings.catalog_grpc_port, "catalog gRPC", "SUANLI_CATALOG_GRPC_PORT"),
+        PortClaim(settings.scheduler_grpc_port, "scheduler gRPC", "SUANLI_SCHEDULER_GRPC_PORT"),
     ]
     if not settings.uses_external_nats:
         claims.insert(0, PortClaim(settings.nats_port, "embedded NATS", "SUANLI_NATS_PORT"))

@@ -122,13 +122,8 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> SuanliError:
     )
 
 
-class DomainErrorClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
-):
-    """Gives every unary call a deadline and raises the server's domain error on the caller's
-    side. Uploads (client streams) get the error mapping but no default deadline: their length
-    depends on the data, so the caller sets one."""
+class DomainErrorClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Gives every unary call a deadline and raises the server's domain error on the caller's side."""
 
     def __init__(self, default_timeout: float) -> None:
         self._timeout = default_timeout
@@ -150,14 +145,21 @@ class DomainErrorClientInterceptor(
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
 
+
+# A separate class: grpc.aio files an interceptor under the first call kind it implements only.
+class UploadErrorClientInterceptor(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    """Raises the server's domain error for uploads (client streams). No default deadline: an
+    upload's length depends on the data, so the caller sets one."""
+
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, requests: Any
     ) -> Any:
         call = await continuation(details, requests)
         try:
-            return await call
+            await call  # grpc.aio wants the call back, not the response, from this kind
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
+        return call
 
 
 def retry_service_config(service: str, idempotent_methods: Iterable[str]) -> str:
@@ -201,7 +203,12 @@ def make_channel(
     return grpc.aio.insecure_channel(
         address,
         options=options,
-        interceptors=[*aio_client_interceptors(), DomainErrorClientInterceptor(timeout)],
+        # Ours outermost, so the domain error is raised from the call tracing hands back.
+        interceptors=[
+            DomainErrorClientInterceptor(timeout),
+            UploadErrorClientInterceptor(),
+            *aio_client_interceptors(),
+        ],
     )
 
 

@@ -83,3 +83,36 @@ async def test_unreachable_service_is_unavailable_not_a_crash() -> None:
         assert not await check_health(channel, timeout=0.3)
     finally:
         await channel.close()
+
+
+class Uploads(catalog_pb2_grpc.CatalogServiceServicer):
+    async def UploadFile(self, requests: object, context: object) -> catalog_pb2.File:
+        total = 0
+        async for chunk in requests:  # type: ignore[attr-defined]
+            total += len(chunk.data)
+            if total > 10:
+                raise InvalidRequest("file too large", code="file_too_large", param="file")
+        return catalog_pb2.File(bytes=total)
+
+
+async def test_upload_errors_arrive_as_domain_errors_even_mid_stream() -> None:
+    port = free_port()
+    server, _ = make_server(port)
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(Uploads(), server)
+    await server.start()
+    channel = make_channel(f"127.0.0.1:{port}")
+    stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+
+    async def chunks(n: int) -> object:
+        for _ in range(n):
+            yield catalog_pb2.UploadFileChunk(data=b"12345")
+            await asyncio.sleep(0.01)
+
+    try:
+        assert (await stub.UploadFile(chunks(2))).bytes == 10
+        with pytest.raises(InvalidRequest) as exc:
+            await stub.UploadFile(chunks(1000))
+        assert exc.value.code == "file_too_large"
+    finally:
+        await channel.close()
+        await server.stop(None)

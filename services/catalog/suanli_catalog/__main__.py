@@ -1,0 +1,3 @@
+from suanli_catalog.main import main
+
+main()

@@ -1,0 +1,289 @@
+"""Validation of fine-tune datasets as they stream in: OpenAI `messages`, alpaca and sharegpt rows,
+as JSONL (checked line by line, in bounded memory) or as one JSON array. Reports the first
+errors with their line numbers and counts examples and tokens with the target model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+MAX_ERRORS = 20
+
+OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "bot": "assistant",
+    "chatgpt": "assistant",
+    "tool": "tool",
+    "function_call": "assistant",
+    "observation": "tool",
+}
+
+
+class TokenCounter(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+
+class ByteEstimate:
+    """About four bytes of UTF-8 per token: what counts when no tokenizer is ready yet."""
+
+    name = "bytes/4"
+
+    def count(self, text: str) -> int:
+        return math.ceil(len(text.encode()) / 4)
+
+
+class TokenizerCounter:
+    """Counts with a model's own `tokenizer.json` (the Rust `tokenizers`, no torch needed)."""
+
+    def __init__(self, name: str, tokenizer_json: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.name = name
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationIssue:
+    line: int  # 1-based line (JSONL) or example number (JSON array); 0: the whole file
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+@dataclass
+class DatasetReport:
+    format: str = ""
+    examples: int = 0
+    tokens: int = 0
+    tokenizer: str = ""
+    errors: list[ValidationIssue] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        return "; ".join(str(issue) for issue in self.errors)
+
+
+class RowError(ValueError):
+    pass
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # OpenAI content parts: [{"type": "text", "text": "..."}]
+        texts = [p.get("text") for p in value if isinstance(p, dict) and p.get("type") == "text"]
+        strings = [t for t in texts if isinstance(t, str)]
+        if texts and len(strings) == len(texts):
+            return "\n".join(strings)
+    raise RowError(f"{what} must be a string")
+
+
+def _openai_messages(row: dict[str, Any]) -> list[str]:
+    messages = row["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise RowError("'messages' must be a non-empty list")
+    texts: list[str] = []
+    has_assistant = False
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RowError(f"messages[{i}] must be an object")
+        role = message.get("role")
+        if role not in OPENAI_ROLES:
+            raise RowError(f"messages[{i}] has role {role!r}; expected one of {sorted(OPENAI_ROLES)}")
+        content = message.get("content")
+        if role == "assistant" and content is None and message.get("tool_calls"):
+            has_assistant = True
+            texts.append(json.dumps(message["tool_calls"]))
+            continue
+        text = _text(content, f"messages[{i}].content")
+        if role == "assistant" and text.strip():
+            has_assistant = True
+        texts.append(text)
+    if not has_assistant:
+        raise RowError("no assistant message: every example needs the assistant turn to learn from")
+    return texts
+
+
+def _alpaca(row: dict[str, Any]) -> list[str]:
+    instruction = row.get("instruction")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise RowError("'instruction' must be a non-empty string")
+    output = row.get("output")
+    if output is None:
+        raise RowError("missing 'output': every example needs the assistant turn to learn from")
+    if not isinstance(output, str) or not output.strip():
+        raise RowError("'output' (the assistant turn) must be a non-empty string")
+    texts = [instruction, output]
+    for key in ("input", "system"):
+        if row.get(key) is not None:
+            if not isinstance(row[key], str):
+                raise RowError(f"'{key}' must be a string")
+            texts.append(row[key])
+    history = row.get("history")
+    if history is not None:
+        if not isinstance(history, list):
+            raise RowError("'history' must be a list of [instruction, response] pairs")
+        for i, pair in enumerate(history):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+                raise RowError(f"history[{i}] must be a pair of strings [instruction, response]")
+            texts.extend(pair)
+    return texts
+
+
+def _sharegpt(row: dict[str, Any]) -> list[str]:
+    turns = row["conversations"]
+    if not isinstance(turns, list) or not turns:
+        raise RowError("'conversations' must be a non-empty list")
+    texts: list[str] = []
+    has_assistant = False
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise RowError(f"conversations[{i}] must be an object")
+        speaker = turn.get("from")
+        role = SHAREGPT_ROLES.get(str(speaker))
+        if role is None:
+            raise RowError(
+                f"conversations[{i}] has 'from' {speaker!r}; expected one of {sorted(SHAREGPT_ROLES)}"
+            )
+        value = turn.get("value")
+        if not isinstance(value, str):
+            raise RowError(f"conversations[{i}].value must be a string")
+        if role == "assistant" and value.strip():
+            has_assistant = True
+        texts.append(value)
+    if not has_assistant:
+        raise RowError("no 'gpt' turn: every conversation needs the assistant turn to learn from")
+    return texts
+
+
+def check_row(row: Any) -> tuple[str, list[str]]:
+    """The row's format and the texts of its turns; raises `RowError` with the reason."""
+    if not isinstance(row, dict):
+        raise RowError(f"expected a JSON object, got {type(row).__name__}")
+    if "messages" in row:
+        return "openai_messages", _openai_messages(row)
+    if "conversations" in row:
+        return "sharegpt", _sharegpt(row)
+    if "instruction" in row:
+        return "alpaca", _alpaca(row)
+    raise RowError(
+        "unknown format: expected 'messages' (OpenAI), 'instruction'/'output' (alpaca) "
+        "or 'conversations' (sharegpt)"
+    )
+
+
+class DatasetValidator:
+    """Fed the file's bytes chunk by chunk; `finish` gives the report. JSONL is checked line by
+    line as it arrives; a JSON array (a file starting with '[') must be parsed whole at the end."""
+
+    def __init__(self, counter: TokenCounter, max_errors: int = MAX_ERRORS) -> None:
+        self._counter = counter
+        self._max_errors = max_errors
+        self._report = DatasetReport(tokenizer=counter.name)
+        self._pending = bytearray()
+        self._line = 0
+        self._mode: str | None = None  # "jsonl" | "json", fixed by the first non-blank byte
+        self._saw_bytes = False
+
+    def _error(self, line: int, message: str) -> None:
+        if len(self._report.errors) < self._max_errors:
+            self._report.errors.append(ValidationIssue(line, message))
+
+    def _row(self, line: int, row: Any) -> None:
+        try:
+            fmt, texts = check_row(row)
+        except RowError as exc:
+            self._error(line, str(exc))
+            return
+        if not self._report.format:
+            self._report.format = fmt
+        elif fmt != self._report.format:
+            self._error(line, f"row is {fmt} but the file is {self._report.format}; use one format per file")
+            return
+        self._report.examples += 1
+        if not self._report.errors:  # counting stops once the file is known to be refused
+            self._report.tokens += self._counter.count("\n".join(texts))
+
+    def _jsonl_line(self, raw: bytes) -> None:
+        self._line += 1
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._error(
+                self._line, f"not valid UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            )
+            return
+        if not text.strip():
+            return
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            self._error(self._line, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            return
+        self._row(self._line, row)
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._saw_bytes = True
+        self._pending += chunk
+        if self._mode is None:
+            stripped = self._pending.lstrip()
+            if not stripped:
+                return
+            self._mode = "json" if stripped.startswith(b"[") else "jsonl"
+        if self._mode == "json":
+            return
+        *lines, rest = self._pending.split(b"\n")
+        for raw in lines:
+            self._jsonl_line(bytes(raw))
+        self._pending = bytearray(rest)
+
+    def _finish_json(self) -> None:
+        data = bytes(self._pending)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            self._error(line, "not valid UTF-8 text")
+            return
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            self._error(exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            return
+        if not isinstance(rows, list):
+            self._error(0, "a JSON file must hold a list of examples")
+            return
+        for number, row in enumerate(rows, start=1):
+            self._row(number, row)
+
+    def finish(self) -> DatasetReport:
+        if self._mode == "json":
+            self._finish_json()
+        elif self._pending:
+            self._jsonl_line(bytes(self._pending))
+        self._pending = bytearray()
+        if not self._saw_bytes:
+            self._error(0, "the file is empty")
+        elif self._report.examples == 0 and not self._report.errors:
+            self._error(0, "the file holds no examples")
+        return self._report

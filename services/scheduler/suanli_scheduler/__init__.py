@@ -1,0 +1,1 @@
+"""Suanli scheduler: jobs, the GPU slot ledger, placement and leases."""

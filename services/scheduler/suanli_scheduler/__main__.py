@@ -1,0 +1,3 @@
+from suanli_scheduler.main import main
+
+main()

@@ -1,0 +1,40 @@
+"""The job.* facts the scheduler publishes, staged in the outbox with the change they report."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from suanli_common.outbox import Outbox
+from suanli_common.proto.suanli.v1.events_pb2 import JobStateChanged
+from suanli_scheduler.models import JobRow
+
+# job.queued, job.running, job.succeeded, job.failed, job.cancelled, job.timed_out, job.requeued
+JOB_FACTS = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out", "requeued")
+
+
+def output_path(volumes_root: str, row: JobRow) -> str:
+    save = row.spec.get("model_save_path") or ""
+    return str(PurePosixPath(volumes_root) / row.id / save) if save else ""
+
+
+class JobEvents:
+    def __init__(self, outbox: Outbox, volumes_root: str = "") -> None:
+        self._outbox = outbox
+        self._volumes_root = volumes_root
+
+    def stage(self, session: AsyncSession, row: JobRow, fact: str) -> None:
+        assert fact in JOB_FACTS, fact
+        payload = JobStateChanged(
+            job_id=row.id,
+            owner_id=row.owner_id,
+            name=row.spec.get("name", ""),
+            job_type=row.spec.get("job_type", ""),
+            status=row.status,
+            status_reason=row.status_reason,
+            attempt=row.attempt,
+            node_ids=list(row.node_ids or []),
+            output_path=output_path(self._volumes_root, row) if self._volumes_root else "",
+        )
+        self._outbox.add(session, f"job.{fact}", row.id, payload)

@@ -1,0 +1,88 @@
+"""Wires the scheduler process: database, NATS (streams, subscribers, outbox relay), the placement
+loop and the gRPC API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from faststream.nats import NatsBroker
+
+from suanli_common.bus import EventPublisher, declare_streams, make_broker
+from suanli_common.db import Database
+from suanli_common.grpc import make_server
+from suanli_common.logging import get_logger
+from suanli_common.outbox import Outbox
+from suanli_common.process import run_service
+from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
+from suanli_scheduler.api import SchedulerServicer
+from suanli_scheduler.events import JobEvents
+from suanli_scheduler.models import OutboxRow
+from suanli_scheduler.protocol import NatsNodeCommands, subscribe_agents
+from suanli_scheduler.service import JobService
+from suanli_scheduler.settings import SchedulerSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_scheduler"
+log = get_logger(__name__)
+
+
+@dataclass
+class SchedulerApp:
+    """The running pieces, so tests can start the real process in-process and poke at it."""
+
+    settings: SchedulerSettings
+    db: Database
+    broker: NatsBroker
+    service: JobService
+    server: grpc.aio.Server
+    port: int
+    tasks: list[asyncio.Task[None]]
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=1)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.stop()
+        await self.db.close()
+
+
+async def start_scheduler(settings: SchedulerSettings) -> SchedulerApp:
+    db = Database(settings.resolved_database_url)
+    await db.migrate(MIGRATIONS, VERSION_TABLE)
+    broker = make_broker(settings.nats_url, service=settings.service_name)
+    outbox = Outbox(db, OutboxRow, EventPublisher(broker, settings.service_name), settings.service_name)
+    events = JobEvents(outbox, str(settings.resolved_volumes_dir))
+    service = JobService(db, events, NatsNodeCommands(broker), settings)
+    await service.restore()
+    subscribe_agents(broker, service)
+    await broker.connect()
+    await declare_streams(broker)
+    await broker.start()
+    server, _health = make_server(settings.scheduler_grpc_port, settings.scheduler_grpc_host)
+    scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
+        SchedulerServicer(service, str(settings.resolved_volumes_dir)), server
+    )
+    await server.start()
+    tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(service.run())]
+    log.info("scheduler ready", grpc_port=settings.scheduler_grpc_port)
+    return SchedulerApp(settings, db, broker, service, server, settings.scheduler_grpc_port, tasks)
+
+
+async def serve(settings: SchedulerSettings) -> None:
+    app = await start_scheduler(settings)
+    try:
+        await app.server.wait_for_termination()
+    finally:
+        await app.stop()
+
+
+def main() -> None:
+    settings = SchedulerSettings()
+    run_service(settings, lambda: serve(settings))

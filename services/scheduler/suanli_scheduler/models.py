@@ -1,0 +1,96 @@
+"""The scheduler's tables (SQLAlchemy 2), on their own metadata."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from suanli_common.db import Base
+from suanli_common.outbox import OutboxMixin
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime: SQLite stores no offset, so naive values read back are UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SchedulerBase(Base):
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class JobRow(SchedulerBase):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("owner_id", "client_request_id", name="uq_jobs_request"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_request_id: Mapped[str | None] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_id: Mapped[str] = mapped_column(String(40), default="")
+    node_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class PlacementRow(SchedulerBase):
+    """One node's share of one attempt of a job (a gang has one row per node)."""
+
+    __tablename__ = "placements"
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128), index=True)
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    slots: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, default="")
+    master_port: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NodeRow(SchedulerBase):
+    """Every node ever seen and its inventory, so bad requests are refused even while it is away."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255), default="")
+    inventory: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    container_runtime: Mapped[str] = mapped_column(String(16), default="")
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class QuotaRow(SchedulerBase):
+    """Most GPUs of a type a user may hold at once; owner "*" and gpu_type "*" are wildcards."""
+
+    __tablename__ = "quotas"
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gpu_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    max_gpus: Mapped[int] = mapped_column(Integer)
+
+
+class OutboxRow(OutboxMixin, SchedulerBase):
+    """Events staged with the change they report, relayed to NATS by `suanli_common.outbox`."""

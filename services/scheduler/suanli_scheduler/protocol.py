@@ -1,0 +1,191 @@
+"""The agent protocol on NATS, scheduler side: subjects, protobuf <-> domain, the subscribers
+that feed heartbeats and reports to the service, and the publisher of node commands.
+
+Heartbeats are core NATS (losing one is harmless; the next one says the same). Commands and
+reports go through JetStream's WORK stream with acknowledgements, so neither is lost while the
+other side is away; both are idempotent (attempt + lease id), so redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream.nats import NatsBroker, NatsMessage, PullSub
+
+from suanli_common.bus import WORK
+from suanli_common.logging import get_logger
+from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
+from suanli_scheduler.domain import JobSpec, JobStatus, JobType
+from suanli_scheduler.ledger import NodeInventory, SlotPool
+from suanli_scheduler.service import AttemptReport, AttemptSeen, Heartbeat, JobService, Offer, Stop
+
+log = get_logger(__name__)
+
+HEARTBEATS = "agent.heartbeat.*"
+REPORTS = "work.report.>"
+REPORTS_DURABLE = "scheduler-reports"
+
+
+def node_subject(node_id: str) -> str:
+    return f"work.node.{node_id}"
+
+
+STATUS_TO_PB = {
+    JobStatus.queued: pb.JOB_STATUS_QUEUED,
+    JobStatus.preparing: pb.JOB_STATUS_PREPARING,
+    JobStatus.running: pb.JOB_STATUS_RUNNING,
+    JobStatus.succeeded: pb.JOB_STATUS_SUCCEEDED,
+    JobStatus.failed: pb.JOB_STATUS_FAILED,
+    JobStatus.cancelled: pb.JOB_STATUS_CANCELLED,
+    JobStatus.timed_out: pb.JOB_STATUS_TIMED_OUT,
+}
+STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
+TYPE_TO_PB = {
+    JobType.pytorch: pb.JOB_TYPE_PYTORCH,
+    JobType.mpi: pb.JOB_TYPE_MPI,
+    JobType.fine_tune: pb.JOB_TYPE_FINE_TUNE,
+    JobType.deployment: pb.JOB_TYPE_DEPLOYMENT,
+}
+TYPE_FROM_PB = {v: k for k, v in TYPE_TO_PB.items()}
+
+
+def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
+    message = pb.JobSpec(
+        name=spec.name,
+        job_type=TYPE_TO_PB[spec.job_type],
+        command=spec.command,
+        image=spec.image,
+        nodes=spec.nodes,
+        gpus_per_node=spec.gpus_per_node,
+        gpu_type=spec.gpu_type,
+        ckpt_path=spec.ckpt_path,
+        model_save_path=spec.model_save_path,
+        volume_gb=spec.volume_gb,
+        env=spec.env,
+        priority=spec.priority,
+        model_path=spec.model_path,
+        dataset_path=spec.dataset_path,
+    )
+    if spec.max_runtime_minutes is not None:
+        message.max_runtime_minutes = spec.max_runtime_minutes
+    return message
+
+
+def spec_from_pb(message: pb.JobSpec) -> JobSpec:
+    return JobSpec(
+        name=message.name,
+        job_type=TYPE_FROM_PB.get(message.job_type, JobType.pytorch),
+        command=message.command,
+        image=message.image,
+        nodes=message.nodes,
+        gpus_per_node=message.gpus_per_node,
+        gpu_type=message.gpu_type,
+        ckpt_path=message.ckpt_path,
+        model_save_path=message.model_save_path,
+        volume_gb=message.volume_gb,
+        env=dict(message.env),
+        max_runtime_minutes=message.max_runtime_minutes if message.HasField("max_runtime_minutes") else None,
+        priority=message.priority,
+        model_path=message.model_path,
+        dataset_path=message.dataset_path,
+    )
+
+
+def heartbeat_from_pb(message: pb.AgentHeartbeat) -> Heartbeat:
+    pools = tuple(SlotPool(g.gpu_type, g.total, g.memory_mb, g.used) for g in message.gpus)
+    ports = (message.port_range_start or 29500, message.port_range_end or 29999)
+    inventory = NodeInventory(
+        message.node_id, message.address, pools, message.container_runtime, ports, message.instance_id
+    )
+    attempts = tuple(
+        AttemptSeen(
+            a.job_id,
+            a.attempt,
+            a.lease_id,
+            STATUS_FROM_PB.get(a.phase, JobStatus.queued),
+            a.exit_code,
+            a.message,
+        )
+        for a in message.attempts
+    )
+    return Heartbeat(inventory, attempts)
+
+
+def report_from_pb(message: pb.JobReport) -> AttemptReport:
+    return AttemptReport(
+        node_id=message.node_id,
+        job_id=message.job_id,
+        attempt=message.attempt,
+        lease_id=message.lease_id,
+        phase=STATUS_FROM_PB.get(message.phase, JobStatus.queued),
+        exit_code=message.exit_code,
+        message=message.message,
+        progress=message.progress,
+    )
+
+
+class NatsNodeCommands:
+    """Sends offers and stops to one node's JetStream subject, waiting for the stream's ack."""
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self._broker = broker
+
+    async def _send(self, node_id: str, command: pb.NodeCommand) -> None:
+        await self._broker.publish(
+            command.SerializeToString(), subject=node_subject(node_id), stream=WORK.name
+        )
+
+    async def offer(self, node_id: str, offer: Offer) -> None:
+        await self._send(
+            node_id,
+            pb.NodeCommand(
+                offer=pb.WorkOffer(
+                    job_id=offer.job_id,
+                    attempt=offer.attempt,
+                    lease_id=offer.lease_id,
+                    spec=spec_to_pb(offer.spec),
+                    owner_id=offer.owner_id,
+                    node_rank=offer.node_rank,
+                    nnodes=offer.nnodes,
+                    master_addr=offer.master_addr,
+                    master_port=offer.master_port,
+                    gpu_type=offer.gpu_type,
+                    resume=offer.resume,
+                    max_runtime_s=offer.max_runtime_s,
+                )
+            ),
+        )
+
+    async def stop(self, node_id: str, stop: Stop) -> None:
+        await self._send(
+            node_id,
+            pb.NodeCommand(
+                stop=pb.StopWork(
+                    job_id=stop.job_id,
+                    attempt=stop.attempt,
+                    reason=STATUS_TO_PB[stop.reason],
+                    message=stop.message,
+                )
+            ),
+        )
+
+
+def subscribe_agents(broker: NatsBroker, service: JobService) -> list[Any]:
+    """Feeds agent heartbeats (core NATS) and reports (durable JetStream consumer) to the service."""
+
+    async def on_heartbeat(message: NatsMessage) -> None:
+        try:
+            beat = heartbeat_from_pb(pb.AgentHeartbeat.FromString(message.body))
+        except Exception:
+            log.warning("undecodable heartbeat", subject=message.raw_message.subject)
+            return
+        await service.on_heartbeat(beat)
+
+    async def on_report(message: NatsMessage) -> None:
+        await service.on_report(report_from_pb(pb.JobReport.FromString(message.body)))
+
+    heartbeats = broker.subscriber(HEARTBEATS)(on_heartbeat)
+    reports = broker.subscriber(
+        REPORTS, stream=WORK, durable=REPORTS_DURABLE, pull_sub=PullSub(batch_size=64)
+    )(on_report)
+    return [heartbeats, reports]

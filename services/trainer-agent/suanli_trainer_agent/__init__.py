@@ -1,0 +1,1 @@
+"""Suanli trainer agent: runs the scheduler's jobs on one node."""

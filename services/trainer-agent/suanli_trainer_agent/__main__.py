@@ -1,0 +1,3 @@
+from suanli_trainer_agent.main import main
+
+main()
