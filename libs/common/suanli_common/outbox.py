@@ -77,8 +77,11 @@ class Outbox:
     async def run(self, interval: float = 1.0) -> None:
         """Relays forever: at once after a commit that staged events, else every `interval`."""
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event fires (CPython gh-86296), and the relay would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()

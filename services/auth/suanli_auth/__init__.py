@@ -1,0 +1,1 @@
+"""Suanli's auth service: users, sign-in, access tokens, API keys and quotas, over gRPC."""

@@ -1,0 +1,3 @@
+from suanli_auth.main import main
+
+main()
