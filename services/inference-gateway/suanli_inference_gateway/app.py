@@ -11,8 +11,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from suanli_inference_gateway import health
 from suanli_inference_gateway.dependencies import GatewayDeps
 from suanli_inference_gateway.errors import install_error_handlers
+from suanli_inference_gateway.openai.files.router import router as files_router
 from suanli_inference_gateway.platform.api_keys.router import router as api_keys_router
 from suanli_inference_gateway.platform.auth.router import router as auth_router
+from suanli_inference_gateway.platform.gpus.router import router as gpus_router
+from suanli_inference_gateway.platform.jobs.router import router as jobs_router
+from suanli_inference_gateway.platform.models.router import router as models_router
 from suanli_inference_gateway.settings import GatewaySettings
 
 PLATFORM_PREFIX = "/api/v1"
@@ -24,12 +28,17 @@ def platform_router() -> APIRouter:
     router = APIRouter(prefix=PLATFORM_PREFIX)
     router.include_router(auth_router)
     router.include_router(api_keys_router)
+    router.include_router(jobs_router)
+    router.include_router(gpus_router)
+    router.include_router(models_router)
     return router
 
 
 def openai_router() -> APIRouter:
     # The OpenAI surfaces (models, chat, files, fine_tuning, vector_stores) are included here.
-    return APIRouter(prefix=OPENAI_PREFIX)
+    router = APIRouter(prefix=OPENAI_PREFIX)
+    router.include_router(files_router)
+    return router
 
 
 def console_app(files: StaticFiles) -> ASGIApp:

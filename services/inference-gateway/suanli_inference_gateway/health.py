@@ -1,4 +1,5 @@
-"""`/healthz` (the process is up) and `/readyz` (NATS and the services the gateway needs answer)."""
+"""`/healthz` (the process is up) and `/readyz` (NATS and the services the gateway needs answer, and the
+seed chat model is registered)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from suanli_common.logging import get_logger
+from suanli_inference_gateway.clients.catalog import CatalogApi
 from suanli_inference_gateway.dependencies import ReadyCheck, gateway_deps
 
 log = get_logger(__name__)
 
 router = APIRouter(include_in_schema=False)
+
+
+# The seed models are owned by "system": asking as their owner sees them whatever their visibility.
+SYSTEM_CALLER = "system"
+
+
+def model_ready_check(catalog: CatalogApi, model_id: str) -> ReadyCheck:
+    """Green once the catalog has `model_id` registered and `ready` (the seed chat model: a new
+    user's first chat needs it); a missing, registering or failed model is not ready."""
+
+    async def check() -> bool:
+        model = await catalog.get_model(SYSTEM_CALLER, model_id)
+        return model.state == "ready"
+
+    return check
 
 
 @router.get("/healthz")

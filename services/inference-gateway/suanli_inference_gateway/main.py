@@ -14,13 +14,19 @@ from suanli_common.bus import declare_streams, make_broker
 from suanli_common.grpc import check_health, make_channel
 from suanli_common.logging import get_logger
 from suanli_common.process import run_service
-from suanli_common.proto.suanli.v1 import auth_pb2_grpc
+from suanli_common.proto.suanli.v1 import auth_pb2_grpc, catalog_pb2_grpc, scheduler_pb2_grpc
 from suanli_inference_gateway.app import create_app
 from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.authentication.key_cache import ApiKeyCache
 from suanli_inference_gateway.authentication.revocations import subscribe_key_revocations
 from suanli_inference_gateway.clients.auth import AUTH_SERVICE, IDEMPOTENT_METHODS, AuthClient
+from suanli_inference_gateway.clients.catalog import CATALOG_SERVICE, CatalogClient
+from suanli_inference_gateway.clients.catalog import IDEMPOTENT_METHODS as CATALOG_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
+from suanli_inference_gateway.clients.scheduler import IDEMPOTENT_METHODS as SCHEDULER_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, SchedulerClient
 from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
+from suanli_inference_gateway.health import model_ready_check
 from suanli_inference_gateway.ratelimit import SignInLimiter
 from suanli_inference_gateway.settings import GatewaySettings
 
@@ -63,21 +69,40 @@ async def serve(settings: GatewaySettings) -> None:
         service=AUTH_SERVICE,
         idempotent_methods=IDEMPOTENT_METHODS,
     )
-    channels = {"auth": auth_channel}
+    catalog_channel = make_channel(
+        settings.catalog_address,
+        timeout=settings.grpc_timeout_s,
+        service=CATALOG_SERVICE,
+        idempotent_methods=CATALOG_IDEMPOTENT_METHODS,
+    )
+    channels = {"auth": auth_channel, "catalog": catalog_channel}
+    channels["scheduler"] = scheduler_channel = make_channel(
+        settings.scheduler_address,
+        timeout=settings.grpc_timeout_s,
+        service=SCHEDULER_SERVICE,
+        idempotent_methods=SCHEDULER_IDEMPOTENT_METHODS,
+    )
     for name in settings.ready_services:
         if name not in channels:
             channels[name] = make_channel(settings.service_address(name), timeout=settings.grpc_timeout_s)
     auth = AuthClient(auth_pb2_grpc.AuthServiceStub(auth_channel))
+    catalog = CatalogClient(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
     checks: dict[str, ReadyCheck] = {"nats": _nats_check(broker, settings.ready_timeout_s)}
     for name in settings.ready_services:
         checks[name] = _grpc_check(channels[name], settings.ready_timeout_s)
+    if settings.seed_models and "catalog" in settings.ready_services:
+        checks["seed_model"] = model_ready_check(catalog, settings.seed_model_id)
     deps = GatewayDeps(
         auth=auth,
         authenticator=Authenticator(auth, key_cache),
         signin_limiter=SignInLimiter.per_minute(
             settings.signin_limit_per_ip, settings.signin_limit_per_account, settings.signin_window_s
         ),
+        catalog=catalog,
         ready_checks=checks,
+        scheduler=SchedulerClient(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel)),
+        # Resolved on use: the broker connects after the app is built.
+        job_logs=JetStreamJobLogs(lambda: broker.config.connection_state.stream),
     )
     server = _Server(
         uvicorn.Config(

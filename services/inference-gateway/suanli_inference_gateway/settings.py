@@ -38,10 +38,20 @@ class GatewaySettings(ServiceSettings):
         description="The console's static files, served at /; none: no console",
     )
     ready_services: list[str] = Field(
-        default_factory=lambda: ["auth"],
+        default_factory=lambda: ["auth", "catalog", "scheduler"],
         description="Services whose gRPC health /readyz checks (addresses from <name>_address)",
     )
     ready_timeout_s: float = Field(1.0, description="Deadline of each /readyz check")
+    seed_models: bool = Field(
+        True,
+        description="The catalog brings the seed models (SUANLI_SEED_MODELS, read by the catalog too): "
+        "/readyz then waits until the seed chat model is ready",
+    )
+    seed_model_id: str = Field("smollm2-135m-instruct", description="The seed chat model /readyz waits for")
+    upload_chunk_bytes: int = Field(64 * 1024, gt=0, description="Size of the blocks an upload streams in")
+    upload_timeout_s: float = Field(
+        3600.0, gt=0, description="Deadline of a file upload to the catalog (transfer and validation)"
+    )
 
     def service_address(self, name: str) -> str:
         address = getattr(self, f"{name}_address", None)

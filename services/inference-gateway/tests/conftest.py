@@ -12,7 +12,8 @@ import pytest
 import structlog
 
 from suanli_common.grpc import check_health, make_channel
-from suanli_common.proto.suanli.v1 import auth_pb2_grpc
+from suanli_common.proto.suanli.v1 import auth_pb2_grpc, catalog_pb2_grpc
+from suanli_common.testing import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the sibling module importable
 
@@ -22,6 +23,8 @@ from suanli_inference_gateway.app import create_app
 from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.authentication.key_cache import ApiKeyCache
 from suanli_inference_gateway.clients.auth import AUTH_SERVICE, IDEMPOTENT_METHODS, AuthClient
+from suanli_inference_gateway.clients.catalog import CATALOG_SERVICE, CatalogClient
+from suanli_inference_gateway.clients.catalog import IDEMPOTENT_METHODS as CATALOG_IDEMPOTENT_METHODS
 from suanli_inference_gateway.dependencies import GatewayDeps
 from suanli_inference_gateway.ratelimit import SignInLimiter
 from suanli_inference_gateway.settings import GatewaySettings
@@ -65,13 +68,21 @@ async def auth_server() -> AsyncIterator[RunningAuth]:
 
 
 @pytest.fixture
-def settings(auth_server: RunningAuth, tmp_path: Path) -> GatewaySettings:
+def catalog_address() -> str:
+    """Where the gateway's catalog client points: nowhere by default; a test module that needs the
+    catalog overrides this fixture with one that starts the real service (test_catalog_routes.py)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def settings(auth_server: RunningAuth, catalog_address: str, tmp_path: Path) -> GatewaySettings:
     web = tmp_path / "web"
     web.mkdir()
     (web / "index.html").write_text("<h1>console</h1>")
     return GatewaySettings(
         home=tmp_path / "var",
         auth_address=auth_server.address,
+        catalog_address=catalog_address,
         web_dir=web,
         signin_limit_per_ip=20,
         signin_limit_per_account=10,
@@ -84,6 +95,12 @@ async def gateway(settings: GatewaySettings, auth_server: RunningAuth) -> AsyncI
         settings.auth_address, timeout=2.0, service=AUTH_SERVICE, idempotent_methods=IDEMPOTENT_METHODS
     )
     auth = AuthClient(auth_pb2_grpc.AuthServiceStub(channel))
+    catalog_channel = make_channel(
+        settings.catalog_address,
+        timeout=5.0,
+        service=CATALOG_SERVICE,
+        idempotent_methods=CATALOG_IDEMPOTENT_METHODS,
+    )
     cache = ApiKeyCache(settings.key_cache_ttl_s, negative_ttl_s=settings.key_cache_negative_ttl_s)
 
     async def auth_ready() -> bool:
@@ -95,6 +112,7 @@ async def gateway(settings: GatewaySettings, auth_server: RunningAuth) -> AsyncI
         signin_limiter=SignInLimiter.per_minute(
             settings.signin_limit_per_ip, settings.signin_limit_per_account
         ),
+        catalog=CatalogClient(catalog_pb2_grpc.CatalogServiceStub(catalog_channel)),
         ready_checks={"auth": auth_ready},
     )
     app = create_app(settings, deps)
@@ -102,3 +120,4 @@ async def gateway(settings: GatewaySettings, auth_server: RunningAuth) -> AsyncI
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         yield Gateway(http=http, auth=auth_server, deps=deps, settings=settings)
     await channel.close()
+    await catalog_channel.close()

@@ -22,7 +22,11 @@ async def test_serve_becomes_ready_and_stops_on_cancel(
 ) -> None:
     port = free_port()
     settings = GatewaySettings(
-        home=tmp_path / "var", nats_url=nats_server.url, auth_address=auth_server.address, http_port=port
+        home=tmp_path / "var",
+        nats_url=nats_server.url,
+        auth_address=auth_server.address,
+        http_port=port,
+        ready_services=["auth"],
     )
     task = asyncio.ensure_future(serve(settings))
     try:
