@@ -22,6 +22,7 @@ KINDS = {
     ModelKind.fine_tuned: catalog_pb2.MODEL_KIND_FINE_TUNED,
     ModelKind.adapter: catalog_pb2.MODEL_KIND_ADAPTER,
     ModelKind.embedding: catalog_pb2.MODEL_KIND_EMBEDDING,
+    ModelKind.artifact: catalog_pb2.MODEL_KIND_ARTIFACT,
 }
 KINDS_FROM_PB = {v: k for k, v in KINDS.items()}
 STATES = {
@@ -58,7 +59,7 @@ def model_pb(model: Model) -> catalog_pb2.Model:
         path=model.path,
         size_bytes=model.size_bytes,
         is_default=model.is_default,
-        tokenizer_path=model.path if model.kind is not ModelKind.adapter else "",
+        tokenizer_path=model.path if model.kind not in (ModelKind.adapter, ModelKind.artifact) else "",
     )
     _timestamp(message, "created_at", model.created_at)
     return message

@@ -14,6 +14,7 @@ class ModelKind(enum.StrEnum):
     fine_tuned = "fine_tuned"
     adapter = "adapter"
     embedding = "embedding"
+    artifact = "artifact"  # a job's output that is not a model: downloadable, never deployed
 
 
 class ModelState(enum.StrEnum):
@@ -53,6 +54,15 @@ class Model:
 
     def visible_to(self, caller_id: str) -> bool:
         return self.visibility is Visibility.public or (bool(caller_id) and caller_id == self.owner_id)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutput:
+    """What the catalog needs of a succeeded job (from its `job.succeeded` event)."""
+
+    job_id: str
+    owner_id: str
+    output_path: str  # the job's model save path; "" when the job declared none
 
 
 @dataclass(frozen=True, slots=True)

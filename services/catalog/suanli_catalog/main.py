@@ -1,5 +1,6 @@
-"""Wires the catalog process: database, artifact store, NATS, outbox relay, the gRPC server, and
-the seed models built in the background once the server is up. Nothing else."""
+"""Wires the catalog process: database, artifact store, NATS (outbox relay, job-outputs
+subscriber), the gRPC server, and the seed models built in the background once the server is
+up. Nothing else."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import grpc
 
 from suanli_catalog.api import CatalogServicer
+from suanli_catalog.events import subscribe_job_outputs
 from suanli_catalog.files_service import FilesService
+from suanli_catalog.job_outputs import JobOutputs
 from suanli_catalog.models import OutboxRow
 from suanli_catalog.models_service import ModelsService
 from suanli_catalog.seed import SMOLLM2, TINY, SeedModel, build_once
@@ -89,8 +92,9 @@ async def running_catalog(
         await db.migrate(MIGRATIONS, version_table=VERSION_TABLE)
         await broker.connect()
         await declare_streams(broker)
-        await broker.start()
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="catalog"), source="catalog")
+        subscribe_job_outputs(broker, JobOutputs(db, outbox))  # subscribers come before start
+        await broker.start()
         tasks.append(asyncio.create_task(outbox.run(), name="catalog-outbox-relay"))
         store = await make_store(settings)
         models = ModelsService(db, outbox)

@@ -145,6 +145,16 @@ def inspect_adapter(folder: Path) -> ModelFolderInfo:
     )
 
 
+def inspect_artifact(folder: Path) -> ModelFolderInfo:
+    """Any folder with at least one file (what a job saved): only its size is known."""
+    _existing_folder(folder)
+    if not list_files(folder):
+        raise _refuse(f"{folder} holds no files")
+    return ModelFolderInfo(
+        architecture="", parameter_count=0, context_length=0, chat_template="", size_bytes=folder_size(folder)
+    )
+
+
 def list_files(folder: Path) -> list[tuple[str, int]]:
     """(relative path, bytes) of every file, hidden markers excepted, in a stable order."""
     files = []

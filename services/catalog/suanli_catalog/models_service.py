@@ -12,7 +12,13 @@ from pathlib import Path
 
 from suanli_catalog import events
 from suanli_catalog.domain import Model, ModelKind, ModelState, Visibility
-from suanli_catalog.model_folder import ModelFolderInfo, inspect_adapter, inspect_checkpoint, list_files
+from suanli_catalog.model_folder import (
+    ModelFolderInfo,
+    inspect_adapter,
+    inspect_artifact,
+    inspect_checkpoint,
+    list_files,
+)
 from suanli_catalog.models import ModelRow
 from suanli_catalog.repository import ModelRepository, model_from_row
 from suanli_common.db import Database
@@ -59,6 +65,21 @@ def resolve_source(source: str, path: str) -> Path:
     )
 
 
+def apply_ready(
+    row: ModelRow, folder: Path, info: ModelFolderInfo, base: Model | None, now: datetime
+) -> None:
+    """Marks the row `ready` with what its checked folder says (an adapter inherits its base's)."""
+    row.state = ModelState.ready.value
+    row.path = str(folder)
+    row.architecture = info.architecture or (base.architecture if base else "")
+    row.parameter_count = info.parameter_count
+    row.context_length = info.context_length or (base.context_length if base else 0)
+    row.chat_template = info.chat_template or (base.chat_template if base else "")
+    row.size_bytes = info.size_bytes
+    row.error = ""
+    row.updated_at = now
+
+
 class ModelsService:
     def __init__(self, db: Database, outbox: Outbox, clock: Clock = utc_now) -> None:
         self._db = db
@@ -89,6 +110,8 @@ class ModelsService:
                 raise InvalidRequest("an adapter needs its base_model_id", param="base_model_id")
             base = await self.get(owner_id, base_model_id)
             info = await asyncio.to_thread(inspect_adapter, folder)
+        elif kind is ModelKind.artifact:
+            info = await asyncio.to_thread(inspect_artifact, folder)
         else:
             info = await asyncio.to_thread(inspect_checkpoint, folder)
             if base_model_id:
@@ -108,25 +131,11 @@ class ModelsService:
                 is_default=False,
                 created_at=now,
             )
-            self._apply_ready(row, folder, info, base, now)
+            apply_ready(row, folder, info, base, now)
             await repo.add(row)
             model = model_from_row(row)
             self._outbox.add(session, events.MODEL_REGISTERED, model.id, events.model_registered(model))
         return model
-
-    @staticmethod
-    def _apply_ready(
-        row: ModelRow, folder: Path, info: ModelFolderInfo, base: Model | None, now: datetime
-    ) -> None:
-        row.state = ModelState.ready.value
-        row.path = str(folder)
-        row.architecture = info.architecture or (base.architecture if base else "")
-        row.parameter_count = info.parameter_count
-        row.context_length = info.context_length or (base.context_length if base else 0)
-        row.chat_template = info.chat_template or (base.chat_template if base else "")
-        row.size_bytes = info.size_bytes
-        row.error = ""
-        row.updated_at = now
 
     # -- seed models: a row in `registering` first, `ready` once their folder is built --
 
@@ -169,7 +178,7 @@ class ModelsService:
             if row is None:
                 raise _not_found(model_id)
             was_ready = row.state == ModelState.ready.value and row.path == str(folder)
-            self._apply_ready(row, folder, info, None, self._clock())
+            apply_ready(row, folder, info, None, self._clock())
             model = model_from_row(row)
             if not was_ready:
                 self._outbox.add(session, events.MODEL_REGISTERED, model.id, events.model_registered(model))

@@ -69,6 +69,12 @@ class ModelRepository:
         self._session.add(row)
         await self._session.flush()
 
+    async def by_source(self, source: str) -> ModelRow | None:
+        row: ModelRow | None = await self._session.scalar(
+            select(ModelRow).where(ModelRow.source == source).limit(1)
+        )
+        return row
+
     async def visible_to(self, caller_id: str) -> list[ModelRow]:
         """Public models and the caller's own, the default model first, then by id."""
         query = select(ModelRow).where(

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from suanli_catalog.validation import ByteEstimate, DatasetReport, DatasetValidator, TokenizerCounter
+from suanli_catalog.validation import (
+    ByteEstimate,
+    DatasetReport,
+    DatasetValidator,
+    Sampling,
+    TokenizerCounter,
+)
 
 OPENAI = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 ALPACA = {
@@ -105,3 +111,51 @@ def test_tokens_are_counted_with_the_model_tokenizer(tiny_model_dir: Path) -> No
     report = validator.finish()
     assert report.valid and report.tokenizer == "suanli-tiny-qwen2"
     assert report.tokens == 2 * counter.count("Hi\nHello!")
+
+
+def test_errors_keep_their_line_numbers_when_lines_arrive_in_large_blocks() -> None:
+    data = jsonl(OPENAI) + b'{"messages": "\xff"}\n' + jsonl(OPENAI) + b"{broken\n" + jsonl(OPENAI)
+    for chunk in (len(data), 65536, 3):
+        report = validate(data, chunk=chunk)
+        assert [(e.line, e.message.split(" ")[0]) for e in report.errors] == [(2, "not"), (4, "invalid")]
+
+
+def test_count_batch_counts_each_text_as_count_does(tiny_model_dir: Path) -> None:
+    counter = TokenizerCounter("suanli-tiny-qwen2", tiny_model_dir / "tokenizer.json")
+    texts = ["Hi\nHello!", "", "What is 12 times 7?\n84.", "日本語のテキスト"]
+    assert counter.count_batch(texts) == sum(counter.count(t) for t in texts) > 0
+    assert ByteEstimate().count_batch(texts) == sum(ByteEstimate().count(t) for t in texts)
+
+
+def test_large_files_count_a_sample_and_say_so(tiny_model_dir: Path) -> None:
+    counter = TokenizerCounter("suanli-tiny-qwen2", tiny_model_dir / "tokenizer.json")
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} times {i % 7}?"},
+                {
+                    "role": "assistant",
+                    "content": f"{i} times {i % 7} is {i * (i % 7)}" + " and so on" * (i % 5),
+                },
+            ]
+        }
+        for i in range(3000)
+    ]
+    data = jsonl(*rows)
+    exact = DatasetValidator(counter, sampling=None)
+    sampled = DatasetValidator(counter, sampling=Sampling(exact_chars=2000, every=8))
+    for validator in (exact, sampled):
+        for start in range(0, len(data), 65536):
+            validator.feed(data[start : start + 65536])
+    exact_report, sampled_report = exact.finish(), sampled.finish()
+    assert exact_report.tokenizer == "suanli-tiny-qwen2" and sampled_report.examples == 3000
+    assert sampled_report.tokenizer == "suanli-tiny-qwen2 (estimated from 1 in 8 examples)"
+    assert abs(sampled_report.tokens - exact_report.tokens) < 0.02 * exact_report.tokens
+
+
+def test_a_small_file_is_counted_exactly_with_the_default_sampling(tiny_model_dir: Path) -> None:
+    counter = TokenizerCounter("suanli-tiny-qwen2", tiny_model_dir / "tokenizer.json")
+    validator = DatasetValidator(counter)
+    validator.feed(jsonl(*[OPENAI] * 1000))
+    report = validator.finish()
+    assert report.tokenizer == "suanli-tiny-qwen2" and report.tokens == 1000 * counter.count("Hi\nHello!")

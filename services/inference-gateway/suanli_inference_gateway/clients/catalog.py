@@ -35,6 +35,7 @@ KINDS = {
     catalog_pb2.MODEL_KIND_FINE_TUNED: "fine_tuned",
     catalog_pb2.MODEL_KIND_ADAPTER: "adapter",
     catalog_pb2.MODEL_KIND_EMBEDDING: "embedding",
+    catalog_pb2.MODEL_KIND_ARTIFACT: "artifact",  # a job output that is not a model
 }
 KINDS_TO_PB = {name: kind for kind, name in KINDS.items()}
 STATES = {
@@ -50,7 +51,7 @@ VISIBILITIES_TO_PB = {name: visibility for visibility, name in VISIBILITIES.item
 class Model:
     id: str
     owner_id: str
-    kind: str  # "base" | "fine_tuned" | "adapter" | "embedding"
+    kind: str  # "base" | "fine_tuned" | "adapter" | "embedding" | "artifact"
     state: str  # "registering" | "ready" | "failed"
     visibility: str  # "private" | "public"
     source: str

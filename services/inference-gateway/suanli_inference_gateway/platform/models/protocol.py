@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from suanli_inference_gateway.clients.catalog import Model, ModelFile
 from suanli_inference_gateway.platform.protocol import RequestModel, unix_seconds
 
-ModelKind = Literal["base", "fine_tuned", "adapter", "embedding"]
+ModelKind = Literal["base", "fine_tuned", "adapter", "embedding", "artifact"]
 Visibility = Literal["private", "public"]
 
 

@@ -33,6 +33,10 @@ class _ModelKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelKind.V
     MODEL_KIND_FINE_TUNED: _ModelKind.ValueType  # 2
     MODEL_KIND_ADAPTER: _ModelKind.ValueType  # 3
     MODEL_KIND_EMBEDDING: _ModelKind.ValueType  # 4
+    MODEL_KIND_ARTIFACT: _ModelKind.ValueType  # 5
+    """A job's output that is not a model (any files the job saved), registered from job.succeeded;
+    listed and downloaded (as a tar) like a model, never deployed.
+    """
 
 class ModelKind(_ModelKind, metaclass=_ModelKindEnumTypeWrapper): ...
 
@@ -41,6 +45,10 @@ MODEL_KIND_BASE: ModelKind.ValueType  # 1
 MODEL_KIND_FINE_TUNED: ModelKind.ValueType  # 2
 MODEL_KIND_ADAPTER: ModelKind.ValueType  # 3
 MODEL_KIND_EMBEDDING: ModelKind.ValueType  # 4
+MODEL_KIND_ARTIFACT: ModelKind.ValueType  # 5
+"""A job's output that is not a model (any files the job saved), registered from job.succeeded;
+listed and downloaded (as a tar) like a model, never deployed.
+"""
 Global___ModelKind: _TypeAlias = ModelKind  # noqa: Y015
 
 class _ModelState:
