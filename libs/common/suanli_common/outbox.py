@@ -1,6 +1,9 @@
 """Transactional outbox: events are written in the same transaction as the change they report,
 then a relay publishes them to JetStream. A crash between commit and publish loses nothing (the
-row stays pending) and publishing twice is harmless (the envelope id de-duplicates)."""
+row stays pending) and publishing twice is harmless (the envelope id de-duplicates).
+
+The relay publishes a page of pending events concurrently, keeping the order of the events of one
+subject (one job, one user), and deletes what it published in one statement."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
-from sqlalchemy import DateTime, LargeBinary, String, select
+from sqlalchemy import DateTime, LargeBinary, String, delete, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,6 +26,8 @@ from suanli_common.telemetry import inject_trace_headers
 
 log = get_logger(__name__)
 _tracer = trace.get_tracer("suanli.outbox")
+_PAGE = 500  # events read and published per round trip
+_WAKE_ON_COMMIT = "suanli.outbox.wake_on_commit"  # session.info key: the listener is registered
 
 
 class OutboxMixin:
@@ -55,24 +60,60 @@ class Outbox:
         row.created_at = envelope.time.ToDatetime(UTC)
         session.add(row)
         # Wake the relay when this unit of work commits, not before: it would find nothing yet.
-        sa_event.listen(session.sync_session, "after_commit", lambda _s: self._wake.set(), once=True)
+        # One listener per unit of work, however many events it stages.
+        info = session.sync_session.info
+        if not info.get(_WAKE_ON_COMMIT):
+            info[_WAKE_ON_COMMIT] = True
+
+            def wake(_session: object) -> None:
+                info.pop(_WAKE_ON_COMMIT, None)
+                self._wake.set()
+
+            sa_event.listen(session.sync_session, "after_commit", wake, once=True)
 
     async def flush(self) -> int:
-        """Publishes every pending event in order; returns how many were sent."""
+        """Publishes every pending event, in order per subject; returns how many were sent."""
         sent = 0
+        while True:
+            count, full = await self._flush_page()
+            sent += count
+            if not full:
+                return sent
+
+    async def _flush_page(self) -> tuple[int, bool]:
         async with self._db.session() as session:
-            rows = (
-                await session.scalars(select(self._table).order_by(self._table.created_at).limit(500))
-            ).all()
+            table = self._table
+            rows = (await session.scalars(select(table).order_by(table.created_at).limit(_PAGE))).all()
+            by_subject: dict[str, list[tuple[OutboxMixin, EventEnvelope]]] = {}
             for row in rows:
-                # Publish inside the trace of the request that caused the event, so the
-                # consumers' spans join that trace instead of starting their own.
-                parent = propagate.extract({"traceparent": row.traceparent} if row.traceparent else {})
+                envelope = EventEnvelope.FromString(row.envelope)
+                by_subject.setdefault(envelope.subject, []).append((row, envelope))
+            published: list[str] = []
+            failures = await asyncio.gather(
+                *(self._publish_in_order(events, published) for events in by_subject.values())
+            )
+            if published:
+                await session.execute(delete(table).where(table.id.in_(published)))
+        if error := next((e for e in failures if e is not None), None):
+            raise error  # the rest stays pending; the relay retries
+        return len(published), len(rows) == _PAGE
+
+    async def _publish_in_order(
+        self, events: list[tuple[OutboxMixin, EventEnvelope]], published: list[str]
+    ) -> Exception | None:
+        """Publishes one subject's events one after another, stopping at the first failure so a
+        later event never overtakes an earlier one."""
+        for row, envelope in events:
+            # Publish inside the trace of the request that caused the event, so the
+            # consumers' spans join that trace instead of starting their own.
+            parent = propagate.extract({"traceparent": row.traceparent} if row.traceparent else {})
+            try:
                 with _tracer.start_as_current_span("outbox.relay", context=parent):
-                    await self._publisher.publish_envelope(EventEnvelope.FromString(row.envelope))
-                await session.delete(row)
-                sent += 1
-        return sent
+                    await self._publisher.publish_envelope(envelope)
+            except Exception as exc:
+                return exc
+            published.append(row.id)
+        return None
 
     async def run(self, interval: float = 1.0) -> None:
         """Relays forever: at once after a commit that staged events, else every `interval`."""

@@ -9,6 +9,7 @@ database at start, with a fresh grace period.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(slots=True)
@@ -20,6 +21,10 @@ class Lease:
     node_ids: tuple[str, ...]
     expires: dict[str, float] = field(default_factory=dict)  # node id -> monotonic deadline
     phases: dict[str, str] = field(default_factory=dict)  # node id -> last phase heard of
+    # Kept here so the expiry pass finds overdue jobs without reading every leased job's row:
+    # the job's max run time plus the agents' grace (None: no limit), and when it began running.
+    runtime_limit_s: float | None = None
+    running_since: datetime | None = None
 
 
 class LeaseBook:

@@ -54,15 +54,25 @@ class _Node:
     last_seen: float
     alive: bool = True
     claims: dict[str, Claim] = field(default_factory=dict)
+    # Claimed slots per normalised GPU type, kept with `claims`: a placement pass reads every
+    # node's free slots once per job, and summing every claim each time grew with the cluster.
+    claimed: dict[str, int] = field(default_factory=dict)
+    ports: dict[int, int] = field(default_factory=dict)  # rendezvous port -> claims holding it
+
+
+def type_key(gpu_type: str) -> str:
+    return gpu_type.strip().lower()
 
 
 def same_type(a: str, b: str) -> bool:
-    return a.strip().lower() == b.strip().lower()
+    return type_key(a) == type_key(b)
 
 
 class GpuSlotLedger:
     def __init__(self) -> None:
         self._nodes: dict[str, _Node] = {}
+        self._lease_nodes: dict[str, list[str]] = {}  # lease id -> nodes holding a claim of it
+        self._owner_used: dict[str, dict[str, int]] = {}  # owner -> type key -> claimed slots
 
     def observe(self, inventory: NodeInventory, now: float) -> bool:
         """Records a heartbeat; True when the node is new, came back or its inventory changed
@@ -106,7 +116,7 @@ class GpuSlotLedger:
             if not node.alive:
                 continue
             for pool in node.inventory.pools:
-                claimed = sum(c.slots for c in node.claims.values() if same_type(c.gpu_type, pool.gpu_type))
+                claimed = node.claimed.get(type_key(pool.gpu_type), 0)
                 free = pool.total - max(claimed, pool.reported_used)
                 result.append(
                     Capacity(
@@ -119,35 +129,53 @@ class GpuSlotLedger:
         node = self._nodes.get(node_id)
         if node is None:  # restored from the database before the node's first beat
             node = self._nodes[node_id] = _Node(NodeInventory(node_id, "", ()), last_seen=0.0, alive=False)
+        old = node.claims.get(claim.lease_id)
+        if old is not None:  # the same claim again: count it once
+            self._count(node, old, -1)
+        else:
+            self._lease_nodes.setdefault(claim.lease_id, []).append(node_id)
         node.claims[claim.lease_id] = claim
+        self._count(node, claim, +1)
 
     def release(self, lease_id: str) -> None:
-        for node in self._nodes.values():
-            node.claims.pop(lease_id, None)
+        for node_id in self._lease_nodes.pop(lease_id, ()):
+            node = self._nodes.get(node_id)
+            claim = node.claims.pop(lease_id, None) if node else None
+            if node is not None and claim is not None:
+                self._count(node, claim, -1)
+
+    def _count(self, node: _Node, claim: Claim, sign: int) -> None:
+        key = type_key(claim.gpu_type)
+        node.claimed[key] = node.claimed.get(key, 0) + sign * claim.slots
+        if claim.port:
+            node.ports[claim.port] = node.ports.get(claim.port, 0) + sign
+            if not node.ports[claim.port]:
+                del node.ports[claim.port]
+        owned = self._owner_used.setdefault(claim.owner_id, {})
+        owned[key] = owned.get(key, 0) + sign * claim.slots
 
     def used_by(self, owner_id: str, gpu_type: str | None = None) -> int:
-        return sum(
-            c.slots
-            for node in self._nodes.values()
-            for c in node.claims.values()
-            if c.owner_id == owner_id and (gpu_type is None or same_type(c.gpu_type, gpu_type))
-        )
+        owned = self._owner_used.get(owner_id, {})
+        return sum(owned.values()) if gpu_type is None else owned.get(type_key(gpu_type), 0)
 
-    def allocate_port(self, node_id: str) -> int:
-        """A rendezvous port on the node's address that no live placement on that address holds."""
+    def inventories(self) -> list[NodeInventory]:
+        """Every node ever seen (restored from the database at start), alive or not."""
+        return [node.inventory for node in self._nodes.values()]
+
+    def allocate_port(self, node_id: str) -> int | None:
+        """A rendezvous port on the node's address that no live placement on that address holds;
+        None when every port of the node's range is taken (the job waits)."""
         node = self._nodes[node_id]
         address = node.inventory.address
-        taken = {
-            c.port
-            for other in self._nodes.values()
-            if other.inventory.address == address
-            for c in other.claims.values()
-        }
+        taken: set[int] = set()
+        for other in self._nodes.values():
+            if other.inventory.address == address:
+                taken.update(other.ports)
         low, high = node.inventory.port_range
         for port in range(low, high + 1):
             if port not in taken:
                 return port
-        raise RuntimeError(f"no free rendezvous port on {address}")
+        return None
 
     def inventory(self) -> list[tuple[NodeInventory, bool, dict[str, int]]]:
         """Per node: its inventory, whether it is alive, and used slots per GPU type."""
@@ -155,7 +183,7 @@ class GpuSlotLedger:
         for node in self._nodes.values():
             used: dict[str, int] = {}
             for pool in node.inventory.pools:
-                claimed = sum(c.slots for c in node.claims.values() if same_type(c.gpu_type, pool.gpu_type))
+                claimed = node.claimed.get(type_key(pool.gpu_type), 0)
                 used[pool.gpu_type] = max(claimed, pool.reported_used)
             out.append((node.inventory, node.alive, used))
         return out

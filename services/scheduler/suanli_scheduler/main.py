@@ -50,6 +50,7 @@ class SchedulerApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.broker.stop()
+        await self.service.close()
         await self.db.close()
 
 

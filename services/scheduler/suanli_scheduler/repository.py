@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_scheduler.domain import Job, JobSpec, JobStatus
@@ -28,6 +28,28 @@ def job_from_row(row: JobRow) -> Job:
     )
 
 
+class QuotaTable:
+    """Every quota row, read once per placement pass or submit batch instead of once per job."""
+
+    def __init__(self, rows: Iterable[QuotaRow]) -> None:
+        self._limits = {(r.owner_id, r.gpu_type): r.max_gpus for r in rows}
+
+    def limit(self, owner_id: str, gpu_type: str) -> int | None:
+        """The most specific quota: (owner, type), (owner, *), (*, type), (*, *); None: unlimited."""
+        for key in ((owner_id, gpu_type), (owner_id, "*"), ("*", gpu_type), ("*", "*")):
+            if key in self._limits:
+                return self._limits[key]
+        return None
+
+
+_CHUNK = 500  # ids per IN (...) list, well under every database's limit on bound parameters
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -39,6 +61,38 @@ class JobRepository:
         return await self.session.scalar(
             select(JobRow).where(JobRow.owner_id == owner_id, JobRow.client_request_id == client_request_id)
         )
+
+    async def by_requests(self, requests: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JobRow]:
+        """Jobs already stored for (owner, client request id) pairs, keyed by the pair."""
+        found: dict[tuple[str, str], JobRow] = {}
+        for start in range(0, len(requests), _CHUNK):
+            pairs = requests[start : start + _CHUNK]
+            query = select(JobRow).where(tuple_(JobRow.owner_id, JobRow.client_request_id).in_(pairs))
+            for row in (await self.session.scalars(query)).all():
+                found[(row.owner_id, row.client_request_id or "")] = row
+        return found
+
+    async def unplaced(self, job_ids: Sequence[str]) -> dict[str, JobRow]:
+        """Of these jobs, the ones still queued without a placement, for update, by id."""
+        found: dict[str, JobRow] = {}
+        for ids in _chunks(job_ids):
+            query = (
+                select(JobRow)
+                .where(JobRow.id.in_(ids), JobRow.status == JobStatus.queued.value, JobRow.lease_id == "")
+                .with_for_update()
+            )
+            found.update((row.id, row) for row in (await self.session.scalars(query)).all())
+        return found
+
+    async def set_waiting_reason(self, job_ids: Sequence[str], reason: str) -> None:
+        """Says why these jobs still wait (only where they still do), in one statement per chunk."""
+        for ids in _chunks(job_ids):
+            await self.session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(ids), JobRow.status == JobStatus.queued.value, JobRow.lease_id == "")
+                .values(status_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
 
     async def list(self, owner_id: str | None, job_type: str | None, limit: int = 500) -> Sequence[JobRow]:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
@@ -74,14 +128,5 @@ class JobRepository:
     async def nodes(self) -> Sequence[NodeRow]:
         return (await self.session.scalars(select(NodeRow))).all()
 
-    async def quota(self, owner_id: str, gpu_type: str) -> int | None:
-        """The most specific quota: (owner, type), (owner, *), (*, type), (*, *); None: unlimited."""
-        rows = (
-            await self.session.scalars(
-                select(QuotaRow).where(
-                    QuotaRow.owner_id.in_([owner_id, "*"]), QuotaRow.gpu_type.in_([gpu_type, "*"])
-                )
-            )
-        ).all()
-        ranked = sorted(rows, key=lambda r: (r.owner_id == "*", r.gpu_type == "*"))
-        return ranked[0].max_gpus if ranked else None
+    async def quotas(self) -> QuotaTable:
+        return QuotaTable((await self.session.scalars(select(QuotaRow))).all())

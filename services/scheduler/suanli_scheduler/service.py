@@ -1,8 +1,10 @@
 """The scheduler's domain logic: submit, cancel and query jobs; place queued jobs on the ledger;
 apply agent heartbeats and reports to the job state machine; expire leases and run times.
 
-One asyncio lock serialises every change, so the in-memory ledger and lease book always agree
-with the database. Commands to agents are sent after the change that causes them is committed.
+One asyncio lock serialises every change to placements, so the in-memory ledger, lease book and
+waiting queue always agree with the database; they change only after the unit of work that
+changes the database commits. Commands to agents are sent after that commit too. Submits and
+agent reports that arrive together are applied together, in one transaction (`batching`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
+from opentelemetry import context as otel_context
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,14 +26,16 @@ from suanli_common.db import Database
 from suanli_common.errors import InvalidRequest, NotFound
 from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
+from suanli_scheduler.batching import GroupCommit, Outcome
 from suanli_scheduler.domain import ACTIVE, TERMINAL, Job, JobSpec, JobStatus, can_transition, validate_spec
 from suanli_scheduler.events import JobEvents
 from suanli_scheduler.leases import Lease, LeaseBook
 from suanli_scheduler.ledger import Claim, GpuSlotLedger, NodeInventory
 from suanli_scheduler.models import JobRow, NodeRow, PlacementRow, QuotaRow
 from suanli_scheduler.placement import Placement, PlacementRequest, check_feasible, place
-from suanli_scheduler.repository import JobRepository, job_from_row
+from suanli_scheduler.repository import JobRepository, QuotaTable, job_from_row
 from suanli_scheduler.settings import SchedulerSettings
+from suanli_scheduler.waiting import WaitingJob, WaitingQueue
 
 log = get_logger(__name__)
 
@@ -100,10 +105,32 @@ class NodeCommands(Protocol):
 
 @dataclass(slots=True)
 class _Outgoing:
-    """Commands staged during a unit of work, sent once it is committed."""
+    """What a unit of work changes outside the database, applied once it is committed: commands
+    to agents, leases to release, jobs entering or leaving the waiting queue."""
 
     offers: list[tuple[str, Offer]] = field(default_factory=list)
     stops: list[tuple[str, Stop]] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # lease ids
+    queued: list[WaitingJob] = field(default_factory=list)
+    dequeued: list[str] = field(default_factory=list)  # job ids
+
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    owner_id: str
+    client_request_id: str
+    spec: JobSpec
+    trace: otel_context.Context  # the caller's, so the job.queued event joins its trace
+
+
+@dataclass(slots=True)
+class _Planned:
+    """A placement decided in memory (claims and lease taken), not yet written."""
+
+    job: WaitingJob
+    decision: Placement
+    lease_id: str
+    port: int
 
 
 def _now() -> datetime:
@@ -127,14 +154,18 @@ class JobService:
         self._clock = clock
         self.ledger = GpuSlotLedger()
         self.leases = LeaseBook()
+        self.waiting = WaitingQueue()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stop_sent: dict[tuple[str, str], float] = {}  # (node, lease) -> when, to rate-limit
+        self._intake: GroupCommit[_Submission, JobRow] = GroupCommit(self._insert_jobs)
+        self._reports: GroupCommit[AttemptReport, None] = GroupCommit(self._apply_reports)
 
     # ---- start-up ----------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Rebuilds the ledger's claims and the lease book from the database after a restart."""
+        """Rebuilds the ledger's claims, the lease book and the waiting queue from the database
+        after a restart."""
         until = self._clock() + self._settings.offer_grace_s
         async with self._db.session() as session:
             repo = JobRepository(session)
@@ -148,10 +179,23 @@ class JobService:
                         p.node_id, Claim(row.lease_id, row.owner_id, p.gpu_type, p.slots, p.master_port)
                     )
                 lease = Lease(
-                    row.lease_id, row.id, row.attempt, row.owner_id, tuple(p.node_id for p in placements)
+                    row.lease_id,
+                    row.id,
+                    row.attempt,
+                    row.owner_id,
+                    tuple(p.node_id for p in placements),
+                    runtime_limit_s=self._runtime_limit(JobSpec.from_json(row.spec)),
+                    running_since=row.started_at if row.status == JobStatus.running.value else None,
                 )
                 self.leases.grant(lease, until)
                 lease.phases = {p.node_id: p.phase for p in placements}
+            for row in await repo.waiting():
+                self.waiting.add(WaitingJob.from_row(row))
+
+    async def close(self) -> None:
+        """Ends the batches of submits and reports in progress, before the database closes."""
+        await self._intake.close()
+        await self._reports.close()
 
     # ---- the API -----------------------------------------------------------------------------
 
@@ -159,47 +203,86 @@ class JobService:
         if not owner_id:
             raise InvalidRequest("owner_id is required", param="owner_id")
         spec = validate_spec(spec)
-        async with self._lock:
-            try:
-                row = await self._insert_job(owner_id, client_request_id, spec)
-            except IntegrityError:  # another scheduler instance stored the same request first
-                async with self._db.session() as session:
-                    found = await JobRepository(session).by_request(owner_id, client_request_id)
-                if found is None:
-                    raise
-                row = found
+        submission = _Submission(owner_id, client_request_id, spec, otel_context.get_current())
+        row = await self._intake(submission)
         self._wake.set()
         return job_from_row(row)
 
-    async def _insert_job(self, owner_id: str, client_request_id: str, spec: JobSpec) -> JobRow:
+    async def _insert_jobs(self, batch: Sequence[_Submission]) -> list[Outcome[JobRow]]:
+        """Stores a batch of submits in one transaction. Needs no lock: it only adds queued jobs,
+        and reads the ledger (for feasibility) without awaiting in between."""
+        try:
+            outcomes, rows = await self._insert_batch(batch)
+        except IntegrityError as exc:
+            if len(batch) > 1:  # find the one that collided: apply each on its own
+                return [item for sub in batch for item in await self._insert_jobs([sub])]
+            # Another scheduler instance stored the same request first.
+            async with self._db.session() as session:
+                found = await JobRepository(session).by_request(batch[0].owner_id, batch[0].client_request_id)
+            return [found if found is not None else exc]
+        for row in rows:
+            self.waiting.add(WaitingJob.from_row(row))
+        return outcomes
+
+    async def _insert_batch(self, batch: Sequence[_Submission]) -> tuple[list[Outcome[JobRow]], list[JobRow]]:
+        outcomes: list[Outcome[JobRow]] = []
+        inserted: list[JobRow] = []
         async with self._db.session() as session:
             repo = JobRepository(session)
-            if client_request_id and (existing := await repo.by_request(owner_id, client_request_id)):
-                return existing
-            check_feasible(_placement_request(spec), [_inventory_from_row(n) for n in await repo.nodes()])
-            quota = await repo.quota(owner_id, spec.gpu_type or "*")
-            if quota is not None and spec.total_gpus > quota:
-                raise InvalidRequest(
-                    f"the job needs {spec.total_gpus} GPU slot(s); your quota for "
-                    f"{spec.gpu_type or 'any type'} is {quota}",
-                    param="gpus_per_node",
-                )
-            row = JobRow(
-                id=new_id("job"),
-                owner_id=owner_id,
-                client_request_id=client_request_id or None,
-                spec=spec.to_json(),
-                priority=spec.priority,
-                status=JobStatus.queued.value,
-                status_reason="waiting for placement",
-                attempt=1,
-                lease_id="",
-                node_ids=[],
-                progress=0.0,
-                created_at=_now(),
+            requests = [(s.owner_id, s.client_request_id) for s in batch if s.client_request_id]
+            existing = await repo.by_requests(requests) if requests else {}
+            quotas = await repo.quotas()
+            # The ledger knows every node ever seen (restored from the database at start), so
+            # feasibility needs no read of the node table.
+            nodes = self.ledger.inventories()
+            for sub in batch:
+                key = (sub.owner_id, sub.client_request_id)
+                if sub.client_request_id and key in existing:
+                    outcomes.append(existing[key])
+                    continue
+                try:
+                    row = self._new_job(session, sub, nodes, quotas)
+                except InvalidRequest as exc:
+                    outcomes.append(exc)
+                    continue
+                if sub.client_request_id:
+                    existing[key] = row  # the same request twice in one batch: one job
+                outcomes.append(row)
+                inserted.append(row)
+        return outcomes, inserted
+
+    def _new_job(
+        self, session: AsyncSession, sub: _Submission, nodes: Sequence[NodeInventory], quotas: QuotaTable
+    ) -> JobRow:
+        spec = sub.spec
+        check_feasible(_placement_request(spec), nodes)
+        quota = quotas.limit(sub.owner_id, spec.gpu_type or "*")
+        if quota is not None and spec.total_gpus > quota:
+            raise InvalidRequest(
+                f"the job needs {spec.total_gpus} GPU slot(s); your quota for "
+                f"{spec.gpu_type or 'any type'} is {quota}",
+                param="gpus_per_node",
             )
-            session.add(row)
+        row = JobRow(
+            id=new_id("job"),
+            owner_id=sub.owner_id,
+            client_request_id=sub.client_request_id or None,
+            spec=spec.to_json(),
+            priority=spec.priority,
+            status=JobStatus.queued.value,
+            status_reason="waiting for placement",
+            attempt=1,
+            lease_id="",
+            node_ids=[],
+            progress=0.0,
+            created_at=_now(),
+        )
+        session.add(row)
+        token = otel_context.attach(sub.trace)
+        try:
             self._events.stage(session, row, "queued")
+        finally:
+            otel_context.detach(token)
         return row
 
     async def get(self, caller_id: str, job_id: str) -> Job:
@@ -224,6 +307,7 @@ class JobService:
                 if JobStatus(row.status) not in TERMINAL:
                     await self._finish(session, row, JobStatus.cancelled, "cancelled by the user", out)
             job = job_from_row(row)
+            self._committed(out)
         await self._send(out)
         self._wake.set()
         return job
@@ -239,8 +323,8 @@ class JobService:
         inv = beat.inventory
         now = self._clock()
         if self.ledger.would_change(inv):
-            # Persist under the lock before the ledger shows the node, so a submit never sees a
-            # node in ListGpus that its feasibility check cannot find.
+            # Persisted before the ledger shows the node, so a restart knows every node the
+            # ledger ever offered to submits.
             async with self._lock, self._db.session() as session:
                 await session.merge(
                     NodeRow(
@@ -278,10 +362,27 @@ class JobService:
                 await self._stop_stale(inv.node_id, seen.job_id, seen.attempt, seen.lease_id, now)
 
     async def on_report(self, report: AttemptReport) -> None:
+        """Applies one report; reports that arrive together (the subscriber hands a fetched batch
+        over concurrently) share one transaction. Returns once the report is committed, so the
+        caller acknowledges only what is stored."""
+        await self._reports(report)
+
+    async def _apply_reports(self, batch: Sequence[AttemptReport]) -> list[Outcome[None]]:
         out = _Outgoing()
-        async with self._lock, self._db.session() as session:
-            await self._apply_report(session, report, out)
+        try:
+            async with self._lock:
+                async with self._db.session() as session:
+                    for report in batch:
+                        await self._apply_report(session, report, out)
+                self._committed(out)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            # One bad report must not hold back the others: apply each on its own.
+            log.warning("a batch of reports failed; applying them one by one", exc_info=True)
+            return [outcome for report in batch for outcome in await self._apply_reports([report])]
         await self._send(out)
+        return [None] * len(batch)
 
     async def _apply_report(self, session: AsyncSession, report: AttemptReport, out: _Outgoing) -> None:
         repo = JobRepository(session)
@@ -343,6 +444,8 @@ class JobService:
             if current is not JobStatus.running:
                 row.status, row.status_reason = JobStatus.running.value, ""
                 row.started_at = row.started_at or _now()
+                if (lease := self.leases.get(row.lease_id)) is not None:
+                    lease.running_since = row.started_at
                 self._events.stage(session, row, "running")
         elif any(p in ACTIVE or p.terminal for p in phases) and current is JobStatus.queued:
             row.status = JobStatus.preparing.value
@@ -351,10 +454,17 @@ class JobService:
     # ---- periodic work -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Places and expires forever: at once after a change, else every schedule interval."""
+        """Places and expires forever: soon after a change, else every schedule interval.
+
+        Wake-ups coalesce: a change during a pass only marks the next pass due, and a short
+        debounce lets a burst of submits and reports land in one pass instead of one each."""
         while True:
+            # asyncio.timeout, not wait_for: see the note in suanli_common.outbox.Outbox.run.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.schedule_interval_s)
+                async with asyncio.timeout(self._settings.schedule_interval_s):
+                    await self._wake.wait()
+            if self._wake.is_set() and self._settings.schedule_debounce_s:
+                await asyncio.sleep(self._settings.schedule_debounce_s)
             self._wake.clear()
             try:
                 await self.expire()
@@ -371,7 +481,7 @@ class JobService:
         out = _Outgoing()
         async with self._lock:
             expired = self.leases.expired(now)
-            overdue = await self._overdue()
+            overdue = self._overdue()
             if not expired and not overdue:
                 return
             async with self._db.session() as session:
@@ -382,77 +492,126 @@ class JobService:
                         late = [n for n, t in lease.expires.items() if t < now]
                         await self._requeue(session, row, f"lost contact with node(s) {', '.join(late)}", out)
                     else:
-                        self._forget(lease.lease_id)
+                        out.released.append(lease.lease_id)
                 for job_id in overdue:
                     row = await repo.get(job_id, for_update=True)
                     if row is not None and row.status == JobStatus.running.value:
                         await self._finish(
                             session, row, JobStatus.timed_out, "exceeded its max run time", out
                         )
+            self._committed(out)
         await self._send(out)
         self._wake.set()
 
-    async def _overdue(self) -> list[str]:
-        """Running jobs past max run time plus a grace for their agents to stop them themselves."""
-        candidates = [lease.job_id for lease in self.leases.all()]
-        if not candidates:
-            return []
-        overdue = []
-        async with self._db.session() as session:
-            repo = JobRepository(session)
-            for job_id in candidates:
-                row = await repo.get(job_id)
-                if row is None or row.status != JobStatus.running.value or row.started_at is None:
-                    continue
-                minutes = row.spec.get("max_runtime_minutes")
-                if not minutes:
-                    continue
-                limit = minutes * self._settings.runtime_minute_s + self._settings.runtime_grace_s
-                if _now() - row.started_at > timedelta(seconds=limit):
-                    overdue.append(job_id)
-        return overdue
+    def _overdue(self) -> list[str]:
+        """Running jobs past max run time plus a grace for their agents to stop them themselves
+        (from the lease book; the caller re-checks each job's row before ending it)."""
+        now = _now()
+        return [
+            lease.job_id
+            for lease in self.leases.all()
+            if lease.runtime_limit_s is not None
+            and lease.running_since is not None
+            and (now - lease.running_since).total_seconds() > lease.runtime_limit_s
+        ]
+
+    def _runtime_limit(self, spec: JobSpec) -> float | None:
+        if not spec.max_runtime_minutes:
+            return None
+        return spec.max_runtime_minutes * self._settings.runtime_minute_s + self._settings.runtime_grace_s
 
     async def schedule(self) -> int:
-        """One placement pass over the waiting jobs; returns how many were placed."""
+        """One placement pass over the waiting jobs; returns how many were placed.
+
+        Decisions are made in memory (ledger, waiting queue, quotas read once), then written in
+        one transaction: a placement only where the job's row is still queued and unplaced."""
+        if not len(self.waiting):
+            return 0
         out = _Outgoing()
         placed = 0
-        async with self._lock, self._db.session() as session:
-            repo = JobRepository(session)
-            blocked: set[str] = set()  # GPU types an earlier job waits for: no overtaking it
-            for row in await repo.waiting():
-                spec = JobSpec.from_json(row.spec)
-                kind = spec.gpu_type.lower() or "*"
-                quota = await repo.quota(row.owner_id, spec.gpu_type or "*")
-                used = self.ledger.used_by(row.owner_id, spec.gpu_type or None)
-                if quota is not None and used + spec.total_gpus > quota:
-                    reason = f"waiting for quota: {used} of {quota} {spec.gpu_type or 'GPU'} slot(s) in use"
-                elif "*" in blocked or kind in blocked or (kind == "*" and blocked):
-                    reason = "waiting behind earlier or higher-priority jobs for the same GPUs"
-                else:
-                    decision = place(_placement_request(spec), self.ledger.capacities())
-                    if isinstance(decision, Placement):
-                        self._place(session, row, spec, decision, out)
+        async with self._lock:
+            async with self._db.session() as session:
+                repo = JobRepository(session)
+                planned, reasons = self._plan(await repo.quotas())
+                try:
+                    rows = await repo.unplaced([p.job.id for p in planned])
+                    for plan in planned:
+                        row = rows.get(plan.job.id)
+                        if row is None or row.attempt != plan.job.attempt:
+                            log.warning("waiting job changed under the scheduler", job_id=plan.job.id)
+                            out.released.append(plan.lease_id)
+                            out.dequeued.append(plan.job.id)
+                            continue
+                        self._record(session, row, plan, out)
+                        out.dequeued.append(row.id)
                         placed += 1
-                        continue
-                    reason = decision.reason
-                    blocked.add(kind)
-                if row.status_reason != reason:
-                    row.status_reason = reason
+                    for reason, jobs in reasons.items():
+                        await repo.set_waiting_reason([job.id for job in jobs], reason)
+                except BaseException:
+                    for plan in planned:  # nothing was written: give the claims back at once
+                        self._forget(plan.lease_id)
+                    raise
+            self._committed(out)
+            for reason, jobs in reasons.items():
+                for job in jobs:
+                    job.status_reason = reason
         await self._send(out)
         return placed
 
-    def _place(
-        self, session: AsyncSession, row: JobRow, spec: JobSpec, decision: Placement, out: _Outgoing
-    ) -> None:
+    def _plan(self, quotas: QuotaTable) -> tuple[list[_Planned], dict[str, list[WaitingJob]]]:
+        """Walks the queue in order, taking claims for the jobs that fit; returns those
+        placements and, per new reason, the jobs that wait for it."""
+        planned: list[_Planned] = []
+        reasons: dict[str, list[WaitingJob]] = {}
+        blocked: set[str] = set()  # GPU types an earlier job waits for: no overtaking it
+        for job in self.waiting:
+            spec = job.spec
+            kind = spec.gpu_type.lower() or "*"
+            quota = quotas.limit(job.owner_id, spec.gpu_type or "*")
+            used = self.ledger.used_by(job.owner_id, spec.gpu_type or None)
+            if quota is not None and used + spec.total_gpus > quota:
+                reason = f"waiting for quota: {used} of {quota} {spec.gpu_type or 'GPU'} slot(s) in use"
+            elif "*" in blocked or kind in blocked or (kind == "*" and blocked):
+                reason = "waiting behind earlier or higher-priority jobs for the same GPUs"
+            else:
+                decision = place(_placement_request(spec), self.ledger.capacities())
+                if isinstance(decision, Placement):
+                    port = self.ledger.allocate_port(decision.node_ids[0])
+                    if port is not None:
+                        planned.append(self._claim(job, decision, port))
+                        continue
+                    reason = f"waiting for a free rendezvous port on {decision.node_ids[0]}"
+                else:
+                    reason = decision.reason
+                blocked.add(kind)
+            if job.status_reason != reason:
+                reasons.setdefault(reason, []).append(job)
+        return planned, reasons
+
+    def _claim(self, job: WaitingJob, decision: Placement, port: int) -> _Planned:
         lease_id = new_id("lease")
-        master = decision.node_ids[0]
-        master_inv = self.ledger.known(master)
-        port = self.ledger.allocate_port(master)
         for rank, node_id in enumerate(decision.node_ids):
             claim = Claim(
-                lease_id, row.owner_id, decision.gpu_type, spec.gpus_per_node, port if rank == 0 else 0
+                lease_id, job.owner_id, decision.gpu_type, job.spec.gpus_per_node, port if rank == 0 else 0
             )
             self.ledger.claim(node_id, claim)
+        self.leases.grant(
+            Lease(
+                lease_id,
+                job.id,
+                job.attempt,
+                job.owner_id,
+                decision.node_ids,
+                runtime_limit_s=self._runtime_limit(job.spec),
+            ),
+            self._clock() + self._settings.offer_grace_s,
+        )
+        return _Planned(job, decision, lease_id, port)
+
+    def _record(self, session: AsyncSession, row: JobRow, plan: _Planned, out: _Outgoing) -> None:
+        spec, decision, port = plan.job.spec, plan.decision, plan.port
+        master_inv = self.ledger.known(decision.node_ids[0])
+        for rank, node_id in enumerate(decision.node_ids):
             session.add(
                 PlacementRow(
                     job_id=row.id,
@@ -473,7 +632,7 @@ class JobService:
                     Offer(
                         job_id=row.id,
                         attempt=row.attempt,
-                        lease_id=lease_id,
+                        lease_id=plan.lease_id,
                         owner_id=row.owner_id,
                         spec=spec,
                         node_rank=rank,
@@ -486,11 +645,7 @@ class JobService:
                     ),
                 )
             )
-        self.leases.grant(
-            Lease(lease_id, row.id, row.attempt, row.owner_id, decision.node_ids),
-            self._clock() + self._settings.offer_grace_s,
-        )
-        row.lease_id = lease_id
+        row.lease_id = plan.lease_id
         row.node_ids = list(decision.node_ids)
         row.status_reason = f"placed on {', '.join(decision.node_ids)}; waiting for the agent(s)"
 
@@ -506,13 +661,14 @@ class JobService:
             for p in await JobRepository(session).placements(row.id, row.attempt):
                 if not JobStatus(p.phase).terminal:
                     out.stops.append((p.node_id, Stop(row.id, row.attempt, status, reason)))
-            self._forget(row.lease_id)
+            out.released.append(row.lease_id)
+        out.dequeued.append(row.id)
         self._events.stage(session, row, status.value)
 
     async def _requeue(self, session: AsyncSession, row: JobRow, reason: str, out: _Outgoing) -> None:
         for p in await JobRepository(session).placements(row.id, row.attempt):
             out.stops.append((p.node_id, Stop(row.id, row.attempt, JobStatus.queued, reason)))
-        self._forget(row.lease_id)
+        out.released.append(row.lease_id)
         if row.attempt >= self._settings.max_attempts:
             await self._finish(
                 session, row, JobStatus.failed, f"{reason}; gave up after {row.attempt} attempts", out
@@ -525,7 +681,17 @@ class JobService:
         row.node_ids = []
         row.progress = 0.0
         row.started_at = None
+        out.queued.append(WaitingJob.from_row(row))
         self._events.stage(session, row, "requeued")
+
+    def _committed(self, out: _Outgoing) -> None:
+        """Brings the in-memory state up to a unit of work that has just committed."""
+        for lease_id in out.released:
+            self._forget(lease_id)
+        for job_id in out.dequeued:
+            self.waiting.remove(job_id)
+        for job in out.queued:
+            self.waiting.add(job)
 
     def _forget(self, lease_id: str) -> None:
         self.leases.drop(lease_id)
@@ -544,17 +710,24 @@ class JobService:
         )
 
     async def _send(self, out: _Outgoing) -> None:
-        for node_id, stop in out.stops:
-            try:
-                await self._commands.stop(node_id, stop)
-            except Exception:
-                log.warning("could not send a stop; the lease fences it", node=node_id, exc_info=True)
-        for node_id, offer in out.offers:
-            try:
-                await self._commands.offer(node_id, offer)
-            except Exception:
-                # The lease expires unrenewed and the job is requeued.
-                log.warning("could not send an offer", node=node_id, job_id=offer.job_id, exc_info=True)
+        # Each command waits for JetStream's ack; sent concurrently, a pass that places many
+        # jobs pays about one round trip instead of one per offer. Stops go first: one may free
+        # what an offer of the same pass is about to use.
+        await asyncio.gather(*(self._send_stop(node_id, stop) for node_id, stop in out.stops))
+        await asyncio.gather(*(self._send_offer(node_id, offer) for node_id, offer in out.offers))
+
+    async def _send_stop(self, node_id: str, stop: Stop) -> None:
+        try:
+            await self._commands.stop(node_id, stop)
+        except Exception:
+            log.warning("could not send a stop; the lease fences it", node=node_id, exc_info=True)
+
+    async def _send_offer(self, node_id: str, offer: Offer) -> None:
+        try:
+            await self._commands.offer(node_id, offer)
+        except Exception:
+            # The lease expires unrenewed and the job is requeued.
+            log.warning("could not send an offer", node=node_id, job_id=offer.job_id, exc_info=True)
 
     # ---- views ---------------------------------------------------------------------------------
 

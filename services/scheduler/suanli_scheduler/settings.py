@@ -22,6 +22,9 @@ class SchedulerSettings(ServiceSettings):
     )
     max_attempts: int = Field(5, gt=0, description="Placements of one job before it fails for good")
     schedule_interval_s: float = Field(0.5, gt=0, description="Placement pass period (also run on change)")
+    schedule_debounce_s: float = Field(
+        0.005, ge=0, description="After a change, how long to gather more before a placement pass"
+    )
     runtime_grace_s: float = Field(
         15.0, ge=0, description="Past a job's max run time, how long to wait for its agent before ending it"
     )
