@@ -1,5 +1,6 @@
 """Datasets and documents as OpenAI files: uploads stream to the artifact store under a size
-limit, fine-tune files are validated on the way in, and only their owner can see them."""
+limit, fine-tune files are validated on the way in (a LLaMA-Factory archive once stored), and
+only their owner can see them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from suanli_catalog import events
 from suanli_catalog.domain import FilePurpose, ModelState, StoredFile
+from suanli_catalog.llamafactory import FineTuneIntake, stored_file, validate_archive
 from suanli_catalog.models import FileRow
 from suanli_catalog.models_service import ModelsService
 from suanli_catalog.repository import FileRepository, file_from_row
@@ -116,11 +118,8 @@ class FilesService:
                 f"purpose {purpose!r} is not supported: use 'fine-tune' or 'assistants'", param="purpose"
             ) from None
         name = check_filename(filename)
-        validator = (
-            DatasetValidator(await self.token_counter(owner_id, model_id))
-            if kind is FilePurpose.fine_tune
-            else None
-        )
+        counter = await self.token_counter(owner_id, model_id) if kind is FilePurpose.fine_tune else None
+        intake = FineTuneIntake(DatasetValidator(counter)) if counter is not None else None
         file_id = new_id("file", sep="-")
         key = f"files/{owner_id}/{file_id}"
 
@@ -134,8 +133,8 @@ class FilesService:
                         param="file",
                         code="file_too_large",
                     )
-                if validator is not None:
-                    await asyncio.to_thread(validator.feed, chunk)
+                if intake is not None:
+                    await asyncio.to_thread(intake.feed, chunk)
                 yield chunk
 
         stored = False
@@ -143,8 +142,13 @@ class FilesService:
             size = await self._store.write(key, limited())
             stored = True
             report: DatasetReport | None = None
-            if validator is not None:
-                report = await asyncio.to_thread(validator.finish)
+            if intake is not None and counter is not None:
+                report = await asyncio.to_thread(intake.finish)
+                if intake.archive is not None:  # read back from the store: zip and tar need to seek
+                    async with stored_file(self._store, key) as path:
+                        report = await asyncio.to_thread(
+                            validate_archive, path, intake.archive, counter, max_bytes=self._max_bytes
+                        )
                 assert report is not None
                 if not report.valid:
                     raise InvalidRequest(

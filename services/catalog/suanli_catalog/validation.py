@@ -1,5 +1,6 @@
 """Validation of fine-tune datasets as they stream in: OpenAI `messages`, alpaca and sharegpt rows,
-as JSONL (checked line by line, in bounded memory) or as one JSON array. Reports the first
+as JSONL (checked line by line) or as one JSON array (read example by example), in bounded
+memory either way. Reports the first
 errors with their line numbers and counts examples and tokens with the target model's tokenizer
 (every example of a small file; past the first few megabytes, a regular sample, extrapolated and
 said so in the report).
@@ -7,9 +8,11 @@ said so in the report).
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,9 +159,11 @@ class TokenTally:
 class ValidationIssue:
     line: int  # 1-based line (JSONL) or example number (JSON array); 0: the whole file
     message: str
+    source: str = ""  # the data file inside an archive; "" for the uploaded file itself
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
+        where = " ".join(part for part in (self.source, f"line {self.line}" if self.line else "") if part)
+        return f"{where}: {self.message}" if where else self.message
 
 
 @dataclass
@@ -270,6 +275,9 @@ def _sharegpt(row: dict[str, Any]) -> list[str]:
     return texts
 
 
+RowCheck = Callable[[Any], tuple[str, list[str]]]
+
+
 def check_row(row: Any) -> tuple[str, list[str]]:
     """The row's format and the texts of its turns; raises `RowError` with the reason."""
     if not isinstance(row, dict):
@@ -286,28 +294,136 @@ def check_row(row: Any) -> tuple[str, list[str]]:
     )
 
 
+class JsonSyntaxError(ValueError):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Past this many characters before the end of the text read so far, a decode error is the file's
+# fault, not a cut-off example (a cut-off `\uXXXX` escape fails a few characters early).
+_TAIL = 8
+
+
+class JsonArrayReader:
+    """One JSON array read example by example as its bytes arrive: memory holds one example and
+    one chunk, never the whole file. `feed` gives the examples completed by each chunk (numbered
+    from 1) and raises `JsonSyntaxError` with the file's line where the text stops being JSON."""
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._decoder = json.JSONDecoder()
+        self._text = ""  # decoded, not yet consumed
+        self._line = 1  # the file's line where `_text` starts
+        self._column = 0  # characters of that line before `_text`
+        self._expect = "["  # "[", "first" (an example or "]"), "example", "," (or "]"), "end"
+        self._number = 0
+        self._wait_for = 0  # an example cut off by the chunk: parse again once this much is there
+
+    def feed(self, chunk: bytes, final: bool = False) -> list[tuple[int, Any]]:
+        try:
+            self._text += self._utf8.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            line = self._line + self._text.count("\n") + exc.object[: exc.start].count(b"\n")
+            raise JsonSyntaxError(line, "not valid UTF-8 text") from None
+        rows: list[tuple[int, Any]] = []
+        text, pos = self._text, 0
+        try:
+            pos = self._consume(text, final, rows)
+        finally:
+            newlines = text.count("\n", 0, pos)
+            self._line += newlines
+            self._column = pos - text.rfind("\n", 0, pos) - 1 if newlines else self._column + pos
+            self._text = text[pos:]  # once per chunk: trimming per example would copy the chunk often
+        return rows
+
+    def finish(self) -> list[tuple[int, Any]]:
+        rows = self.feed(b"", final=True)
+        if self._expect != "end":
+            line = self._line + self._text.count("\n")
+            raise JsonSyntaxError(line, "the file ends before its list is closed")
+        return rows
+
+    def _error(self, text: str, pos: int, message: str) -> JsonSyntaxError:
+        return JsonSyntaxError(self._line + text.count("\n", 0, pos), message)
+
+    def _consume(self, text: str, final: bool, rows: list[tuple[int, Any]]) -> int:
+        pos = 0
+        while True:
+            pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+            if pos == len(text):
+                return pos
+            char = text[pos]
+            if self._expect == "[":
+                self._expect = "first"  # the validator only calls a file JSON when it starts with "["
+                pos += 1
+            elif self._expect in ("first", ",") and char == "]":
+                self._expect = "end"
+                pos += 1
+            elif self._expect == ",":
+                if char != ",":
+                    message = f"invalid JSON: expected ',' or ']' after example {self._number}"
+                    raise self._error(text, pos, message)
+                self._expect = "example"
+                pos += 1
+            elif self._expect == "end":
+                raise self._error(text, pos, "invalid JSON: extra data after the list")
+            else:
+                if not final and len(text) - pos < self._wait_for:
+                    return pos
+                try:
+                    row, end = self._decoder.raw_decode(text, pos)
+                except json.JSONDecodeError as exc:
+                    cut_off = exc.pos >= len(text) - _TAIL or exc.msg.startswith("Unterminated string")
+                    if cut_off and not final:
+                        self._wait_for = 2 * (len(text) - pos)  # doubling: linear in a long example
+                        return pos
+                    column = exc.colno + (0 if "\n" in text[: exc.pos] else self._column)
+                    message = f"invalid JSON: {exc.msg} at column {column}"
+                    raise self._error(text, exc.pos, message) from None
+                if end == len(text) and not final:  # a number may go on in the next chunk
+                    return pos
+                self._wait_for = 0
+                self._number += 1
+                rows.append((self._number, row))
+                self._expect = ","
+                pos = end
+
+
 class DatasetValidator:
     """Fed the file's bytes chunk by chunk; `finish` gives the report. JSONL is checked line by
-    line as it arrives; a JSON array (a file starting with '[') must be parsed whole at the end."""
+    line as it arrives, a JSON array (a file starting with '[') example by example. `check` reads
+    one row (default: any of the three formats, told apart by their keys); `source` names the
+    file in the errors when it is not the upload itself (a member of an archive)."""
 
     def __init__(
-        self, counter: TokenCounter, max_errors: int = MAX_ERRORS, sampling: Sampling | None = SAMPLING
+        self,
+        counter: TokenCounter,
+        max_errors: int = MAX_ERRORS,
+        sampling: Sampling | None = SAMPLING,
+        *,
+        check: RowCheck = check_row,
+        source: str = "",
     ) -> None:
         self._tally = TokenTally(counter, sampling)
         self._max_errors = max_errors
+        self._check = check
+        self._source = source
         self._report = DatasetReport(tokenizer=counter.name)
         self._pending = bytearray()
         self._line = 0
         self._mode: str | None = None  # "jsonl" | "json", fixed by the first non-blank byte
+        self._array: JsonArrayReader | None = None  # the JSON mode's reader, until it fails
         self._saw_bytes = False
 
     def _error(self, line: int, message: str) -> None:
         if len(self._report.errors) < self._max_errors:
-            self._report.errors.append(ValidationIssue(line, message))
+            self._report.errors.append(ValidationIssue(line, message, self._source))
 
     def _row(self, line: int, row: Any) -> None:
         try:
-            fmt, texts = check_row(row)
+            fmt, texts = self._check(row)
         except RowError as exc:
             self._error(line, str(exc))
             return
@@ -342,18 +458,36 @@ class DatasetValidator:
             return
         self._row(self._line, row)
 
+    def _json(self, chunk: bytes, final: bool = False) -> None:
+        if self._array is None:  # the JSON was broken earlier: the rest cannot be read
+            return
+        try:
+            rows = self._array.finish() if final else self._array.feed(chunk)
+        except JsonSyntaxError as exc:
+            self._array = None
+            self._error(exc.line, str(exc))
+            return
+        for number, row in rows:
+            self._row(number, row)
+
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
         self._saw_bytes = True
+        if self._mode == "json":
+            self._json(chunk)
+            return
         self._pending += chunk
         if self._mode is None:
             stripped = self._pending.lstrip()
             if not stripped:
                 return
             self._mode = "json" if stripped.startswith(b"[") else "jsonl"
-        if self._mode == "json":
-            return
+            if self._mode == "json":
+                self._array = JsonArrayReader()
+                head, self._pending = bytes(self._pending), bytearray()
+                self._json(head)
+                return
         end = self._pending.rfind(b"\n")
         if end < 0:
             return
@@ -368,28 +502,9 @@ class DatasetValidator:
         for text in lines:
             self._jsonl_text(text)
 
-    def _finish_json(self) -> None:
-        data = bytes(self._pending)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            self._error(line, "not valid UTF-8 text")
-            return
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            self._error(exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")
-            return
-        if not isinstance(rows, list):
-            self._error(0, "a JSON file must hold a list of examples")
-            return
-        for number, row in enumerate(rows, start=1):
-            self._row(number, row)
-
     def finish(self) -> DatasetReport:
         if self._mode == "json":
-            self._finish_json()
+            self._json(b"", final=True)
         elif self._pending:
             self._jsonl_line(bytes(self._pending))
         self._pending = bytearray()

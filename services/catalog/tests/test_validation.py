@@ -159,3 +159,15 @@ def test_a_small_file_is_counted_exactly_with_the_default_sampling(tiny_model_di
     validator.feed(jsonl(*[OPENAI] * 1000))
     report = validator.finish()
     assert report.tokenizer == "suanli-tiny-qwen2" and report.tokens == 1000 * counter.count("Hi\nHello!")
+
+
+def test_json_array_is_read_example_by_example_with_file_lines_in_syntax_errors() -> None:
+    good = json.dumps([OPENAI] * 50, indent=2).encode()
+    for chunk in (1, 7, 4096, len(good)):
+        report = validate(good, chunk=chunk)
+        assert report.valid and report.examples == 50
+    broken = b'[\n  {"instruction": "a", "output": "b"},\n  {"instruction": x}\n]'
+    for chunk in (1, 5, len(broken)):
+        errors = [str(e) for e in validate(broken, chunk=chunk).errors]
+        assert errors == ["line 3: invalid JSON: Expecting value at column 19"]
+    assert "ends before its list is closed" in validate(b'[{"instruction": "a", "output": "b"}').summary()
