@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from suanli_cli.commands import auth, files, gpus, jobs, keys, models
 from suanli_cli.launcher.command import up
+from suanli_cli.output import SuanliGroup
 
 app = typer.Typer(
     name="suanli",
+    cls=SuanliGroup,
     help="Suanli: a self-hosted LLM training and inference cloud.",
     no_args_is_help=True,
     add_completion=False,
@@ -16,11 +19,24 @@ app = typer.Typer(
 
 @app.callback()
 def suanli() -> None:
-    """Suanli: a self-hosted LLM training and inference cloud."""
-    # A callback keeps `suanli` a command group while `up` is its only command.
+    """Suanli: a self-hosted LLM training and inference cloud.
+
+    `suanli up` runs the platform here; the other commands drive its API at SUANLI_API_URL
+    (default http://127.0.0.1:8080) as the account of `suanli login`, or with SUANLI_API_KEY;
+    each takes --json to print the API's raw JSON for scripts.
+    """
 
 
 app.command(name="up")(up)
+app.command(name="signup")(auth.signup)
+app.command(name="login")(auth.login)
+app.command(name="logout")(auth.logout)
+app.command(name="whoami")(auth.whoami)
+app.add_typer(keys.app, name="keys")
+app.add_typer(models.app, name="models")
+app.add_typer(files.app, name="files")
+app.add_typer(jobs.app, name="jobs")
+app.command(name="gpus")(gpus.gpus)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The API commands of `suanli`, one module per command group."""
