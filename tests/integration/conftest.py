@@ -62,6 +62,7 @@ class Platform:
 
     def __init__(self, home: Path, extra_env: Mapping[str, str] | None = None) -> None:
         self.home = home
+        self.models_dir = SEED_MODELS_CACHE
         self.http_port = free_port()
         self.nats_port = free_port()
         self.auth_grpc_port = free_port()

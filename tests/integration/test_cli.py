@@ -5,6 +5,8 @@ GPU inventory, the model repository, and how a failure reads."""
 from __future__ import annotations
 
 import json
+import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +173,33 @@ def test_models_list_show_and_download(account: tuple[Cli, str], tmp_path: Path)
     assert refused.exit_code == 1 and refused.stderr.startswith("error: ")
     missing = cli("models", "show", "no-such-model", ok=False)
     assert missing.exit_code == 1 and "Traceback" not in missing.output
+
+
+ADMIN_EMAIL = "admin-cli@example.com"
+
+
+@pytest.fixture(scope="module")
+def platform_env() -> dict[str, str]:
+    return {"SUANLI_ADMIN_EMAILS": ADMIN_EMAIL}
+
+
+def test_an_admin_registers_a_local_checkpoint_which_is_checked_first(
+    platform: Platform, tmp_path: Path
+) -> None:
+    admin = Cli(platform, tmp_path / "admin.json")
+    admin("signup", "--email", ADMIN_EMAIL, "--password", PASSWORD)
+    checkpoint = tmp_path / "my-qwen2"
+    shutil.copytree(platform.models_dir / "tiny-qwen2", checkpoint)
+    admin("models", "register", str(checkpoint), "--id", "my-qwen2")
+    deadline = time.monotonic() + 30
+    while (model := admin.json("models", "show", "my-qwen2"))["state"] == "registering":
+        assert time.monotonic() < deadline, model
+        time.sleep(0.3)
+    assert model["state"] == "ready" and model["architecture"] == "Qwen2ForCausalLM", model
+
+    not_a_model = tmp_path / "notes"
+    not_a_model.mkdir()
+    (not_a_model / "readme.txt").write_text("no weights here")
+    refused = admin("models", "register", str(not_a_model), "--id", "not-a-model", ok=False)
+    assert refused.exit_code == 1 and "config.json" in refused.stderr, refused.output
+    assert "not-a-model" not in {m["id"] for m in admin.json("models", "list")["data"]}
