@@ -17,7 +17,8 @@ from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_scheduler.domain import JobSpec, JobStatus, JobType
 from suanli_scheduler.ledger import NodeInventory, SlotPool
-from suanli_scheduler.service import AttemptReport, AttemptSeen, Heartbeat, JobService, Offer, Stop
+from suanli_scheduler.messages import AttemptReport, AttemptSeen, Heartbeat, Offer, Stop
+from suanli_scheduler.service import JobService
 
 log = get_logger(__name__)
 

@@ -57,6 +57,31 @@ class JobRepository:
     async def get(self, job_id: str, *, for_update: bool = False) -> JobRow | None:
         return await self.session.get(JobRow, job_id, with_for_update=for_update)
 
+    async def jobs(self, job_ids: Sequence[str]) -> dict[str, JobRow]:
+        """These jobs, by id (one statement per chunk instead of one per job)."""
+        found: dict[str, JobRow] = {}
+        for ids in _chunks(job_ids):
+            query = select(JobRow).where(JobRow.id.in_(ids)).with_for_update()
+            found.update((row.id, row) for row in (await self.session.scalars(query)).all())
+        return found
+
+    async def placements_of(
+        self, attempts: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[PlacementRow]]:
+        """The placements of these (job, attempt) pairs, in node rank order, keyed by the pair;
+        a pair without placements maps to an empty list."""
+        found: dict[tuple[str, int], list[PlacementRow]] = {pair: [] for pair in attempts}
+        pairs = list(found)
+        for start in range(0, len(pairs), _CHUNK):
+            query = (
+                select(PlacementRow)
+                .where(tuple_(PlacementRow.job_id, PlacementRow.attempt).in_(pairs[start : start + _CHUNK]))
+                .order_by(PlacementRow.job_id, PlacementRow.attempt, PlacementRow.node_rank)
+            )
+            for row in (await self.session.scalars(query)).all():
+                found[(row.job_id, row.attempt)].append(row)
+        return found
+
     async def by_request(self, owner_id: str, client_request_id: str) -> JobRow | None:
         return await self.session.scalar(
             select(JobRow).where(JobRow.owner_id == owner_id, JobRow.client_request_id == client_request_id)

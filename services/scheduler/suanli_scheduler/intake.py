@@ -1,0 +1,115 @@
+"""The submit path: checks a job against the cluster and the owner's quota and stores it queued.
+
+Submits that arrive together are stored together, in one transaction (`batching`); a repeated
+client request id returns the job stored the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry import context as otel_context
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from suanli_common.errors import InvalidRequest
+from suanli_common.ids import new_id
+from suanli_scheduler.batching import Outcome
+from suanli_scheduler.domain import JobSpec, JobStatus
+from suanli_scheduler.ledger import NodeInventory
+from suanli_scheduler.models import JobRow
+from suanli_scheduler.placement import check_feasible
+from suanli_scheduler.repository import JobRepository, QuotaTable
+from suanli_scheduler.state import SchedulerState, now_utc, placement_request
+from suanli_scheduler.waiting import WaitingJob
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    owner_id: str
+    client_request_id: str
+    spec: JobSpec
+    trace: otel_context.Context  # the caller's, so the job.queued event joins its trace
+
+
+class Intake:
+    def __init__(self, state: SchedulerState) -> None:
+        self._state = state
+
+    async def insert_jobs(self, batch: Sequence[Submission]) -> list[Outcome[JobRow]]:
+        """Stores a batch of submits in one transaction. Needs no lock: it only adds queued jobs,
+        and reads the ledger (for feasibility) without awaiting in between."""
+        try:
+            outcomes, rows = await self._insert_batch(batch)
+        except IntegrityError as exc:
+            if len(batch) > 1:  # find the one that collided: apply each on its own
+                return [item for sub in batch for item in await self.insert_jobs([sub])]
+            # Another scheduler instance stored the same request first.
+            async with self._state.db.session() as session:
+                found = await JobRepository(session).by_request(batch[0].owner_id, batch[0].client_request_id)
+            return [found if found is not None else exc]
+        for row in rows:
+            self._state.waiting.add(WaitingJob.from_row(row))
+        return outcomes
+
+    async def _insert_batch(self, batch: Sequence[Submission]) -> tuple[list[Outcome[JobRow]], list[JobRow]]:
+        outcomes: list[Outcome[JobRow]] = []
+        inserted: list[JobRow] = []
+        async with self._state.db.session() as session:
+            repo = JobRepository(session)
+            requests = [(s.owner_id, s.client_request_id) for s in batch if s.client_request_id]
+            existing = await repo.by_requests(requests) if requests else {}
+            quotas = await self._state.quotas(session)
+            # The ledger knows every node ever seen (restored from the database at start), so
+            # feasibility needs no read of the node table.
+            nodes = self._state.ledger.inventories()
+            for sub in batch:
+                key = (sub.owner_id, sub.client_request_id)
+                if sub.client_request_id and key in existing:
+                    outcomes.append(existing[key])
+                    continue
+                try:
+                    row = self._new_job(session, sub, nodes, quotas)
+                except InvalidRequest as exc:
+                    outcomes.append(exc)
+                    continue
+                if sub.client_request_id:
+                    existing[key] = row  # the same request twice in one batch: one job
+                outcomes.append(row)
+                inserted.append(row)
+        return outcomes, inserted
+
+    def _new_job(
+        self, session: AsyncSession, sub: Submission, nodes: Sequence[NodeInventory], quotas: QuotaTable
+    ) -> JobRow:
+        spec = sub.spec
+        check_feasible(placement_request(spec), nodes)
+        quota = quotas.limit(sub.owner_id, spec.gpu_type or "*")
+        if quota is not None and spec.total_gpus > quota:
+            raise InvalidRequest(
+                f"the job needs {spec.total_gpus} GPU slot(s); your quota for "
+                f"{spec.gpu_type or 'any type'} is {quota}",
+                param="gpus_per_node",
+            )
+        row = JobRow(
+            id=new_id("job"),
+            owner_id=sub.owner_id,
+            client_request_id=sub.client_request_id or None,
+            spec=spec.to_json(),
+            priority=spec.priority,
+            status=JobStatus.queued.value,
+            status_reason="waiting for placement",
+            attempt=1,
+            lease_id="",
+            node_ids=[],
+            progress=0.0,
+            created_at=now_utc(),
+        )
+        session.add(row)
+        token = otel_context.attach(sub.trace)
+        try:
+            self._state.events.stage(session, row, "queued")
+        finally:
+            otel_context.detach(token)
+        return row

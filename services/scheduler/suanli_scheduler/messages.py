@@ -1,0 +1,70 @@
+"""What the scheduler and its agents tell each other, as domain types: offers and stops to a
+node, heartbeats and reports from one. `protocol` maps them to and from the wire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from suanli_scheduler.domain import JobSpec, JobStatus
+from suanli_scheduler.ledger import NodeInventory
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    job_id: str
+    attempt: int
+    lease_id: str
+    owner_id: str
+    spec: JobSpec
+    node_rank: int
+    nnodes: int
+    master_addr: str
+    master_port: int
+    gpu_type: str
+    resume: bool
+    max_runtime_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    job_id: str
+    attempt: int
+    reason: JobStatus
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSeen:
+    job_id: str
+    attempt: int
+    lease_id: str
+    phase: JobStatus
+    exit_code: int = 0
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    inventory: NodeInventory
+    attempts: tuple[AttemptSeen, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    node_id: str
+    job_id: str
+    attempt: int
+    lease_id: str
+    phase: JobStatus
+    exit_code: int = 0
+    message: str = ""
+    progress: float = 0.0
+
+
+class NodeCommands(Protocol):
+    """Where offers and stops go (JetStream `work.node.<node>` in production)."""
+
+    async def offer(self, node_id: str, offer: Offer) -> None: ...
+
+    async def stop(self, node_id: str, stop: Stop) -> None: ...

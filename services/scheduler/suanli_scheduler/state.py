@@ -1,0 +1,126 @@
+"""What the parts of the scheduler share: the database, the in-memory ledger, lease book and
+waiting queue, the lock that serialises placements, and the after-commit step that brings the
+in-memory state up to a committed unit of work and sends its commands to agents.
+
+One asyncio lock serialises every change to placements, so the ledger, lease book and waiting
+queue always agree with the database; they change only after the unit of work that changes the
+database commits. Commands to agents are sent after that commit too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from suanli_common.db import Database
+from suanli_common.logging import get_logger
+from suanli_scheduler.domain import JobSpec
+from suanli_scheduler.events import JobEvents
+from suanli_scheduler.leases import LeaseBook
+from suanli_scheduler.ledger import GpuSlotLedger
+from suanli_scheduler.messages import NodeCommands, Offer, Stop
+from suanli_scheduler.placement import PlacementRequest
+from suanli_scheduler.repository import JobRepository, QuotaTable
+from suanli_scheduler.settings import SchedulerSettings
+from suanli_scheduler.waiting import WaitingJob, WaitingQueue
+
+log = get_logger(__name__)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def placement_request(spec: JobSpec) -> PlacementRequest:
+    return PlacementRequest(spec.nodes, spec.gpus_per_node, spec.gpu_type, needs_container=bool(spec.image))
+
+
+@dataclass(slots=True)
+class AfterCommit:
+    """What a unit of work changes outside the database, applied once it is committed: commands
+    to agents, leases to release, jobs entering or leaving the waiting queue."""
+
+    offers: list[tuple[str, Offer]] = field(default_factory=list)
+    stops: list[tuple[str, Stop]] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # lease ids
+    queued: list[WaitingJob] = field(default_factory=list)
+    dequeued: list[str] = field(default_factory=list)  # job ids
+
+
+class SchedulerState:
+    def __init__(
+        self,
+        db: Database,
+        events: JobEvents,
+        commands: NodeCommands,
+        settings: SchedulerSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.commands = commands
+        self.settings = settings
+        self.clock = clock
+        self.ledger = GpuSlotLedger()
+        self.leases = LeaseBook()
+        self.waiting = WaitingQueue()
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()  # set: a placement pass is due
+        self._quotas: QuotaTable | None = None
+        self._quotas_read_at = 0.0
+
+    async def quotas(self, session: AsyncSession) -> QuotaTable:
+        """Every quota, read at most once per schedule interval instead of once per placement
+        pass and submit batch; `set_quota` here drops it at once (another instance's change is
+        seen within the interval)."""
+        now = self.clock()
+        if self._quotas is None or now - self._quotas_read_at > self.settings.schedule_interval_s:
+            self._quotas = await JobRepository(session).quotas()
+            self._quotas_read_at = now
+        return self._quotas
+
+    def quotas_changed(self) -> None:
+        self._quotas = None
+
+    def runtime_limit(self, spec: JobSpec) -> float | None:
+        if not spec.max_runtime_minutes:
+            return None
+        return spec.max_runtime_minutes * self.settings.runtime_minute_s + self.settings.runtime_grace_s
+
+    def committed(self, out: AfterCommit) -> None:
+        """Brings the in-memory state up to a unit of work that has just committed."""
+        for lease_id in out.released:
+            self.forget(lease_id)
+        for job_id in out.dequeued:
+            self.waiting.remove(job_id)
+        for job in out.queued:
+            self.waiting.add(job)
+
+    def forget(self, lease_id: str) -> None:
+        self.leases.drop(lease_id)
+        self.ledger.release(lease_id)
+
+    async def send(self, out: AfterCommit) -> None:
+        # Each command waits for JetStream's ack; sent concurrently, a pass that places many
+        # jobs pays about one round trip instead of one per offer. Stops go first: one may free
+        # what an offer of the same pass is about to use.
+        await asyncio.gather(*(self._send_stop(node_id, stop) for node_id, stop in out.stops))
+        await asyncio.gather(*(self._send_offer(node_id, offer) for node_id, offer in out.offers))
+
+    async def _send_stop(self, node_id: str, stop: Stop) -> None:
+        try:
+            await self.commands.stop(node_id, stop)
+        except Exception:
+            log.warning("could not send a stop; the lease fences it", node=node_id, exc_info=True)
+
+    async def _send_offer(self, node_id: str, offer: Offer) -> None:
+        try:
+            await self.commands.offer(node_id, offer)
+        except Exception:
+            # The lease expires unrenewed and the job is requeued.
+            log.warning("could not send an offer", node=node_id, job_id=offer.job_id, exc_info=True)
