@@ -55,7 +55,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_pre_ping=True)
+        # A pre-ping guards against server connections dropped while idle (PostgreSQL); a SQLite
+        # file has none, and the ping would cost a thread round trip on every session.
+        pre_ping = not url.startswith("sqlite")
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_pre_ping=pre_ping)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -81,38 +81,41 @@ class Outbox:
                 return sent
 
     async def _flush_page(self) -> tuple[int, bool]:
+        # Two short transactions around the publishing, never one held open across the network
+        # round trips: the service's own writers would wait on the database meanwhile.
+        table = self._table
         async with self._db.session() as session:
-            table = self._table
             rows = (await session.scalars(select(table).order_by(table.created_at).limit(_PAGE))).all()
-            by_subject: dict[str, list[tuple[OutboxMixin, EventEnvelope]]] = {}
-            for row in rows:
-                envelope = EventEnvelope.FromString(row.envelope)
-                by_subject.setdefault(envelope.subject, []).append((row, envelope))
-            published: list[str] = []
-            failures = await asyncio.gather(
-                *(self._publish_in_order(events, published) for events in by_subject.values())
-            )
-            if published:
+            pending = [(row.id, row.traceparent, EventEnvelope.FromString(row.envelope)) for row in rows]
+        by_subject: dict[str, list[tuple[str, str, EventEnvelope]]] = {}
+        for event in pending:
+            by_subject.setdefault(event[2].subject, []).append(event)
+        published: list[str] = []
+        failures = await asyncio.gather(
+            *(self._publish_in_order(events, published) for events in by_subject.values())
+        )
+        if published:
+            async with self._db.session() as session:
                 await session.execute(delete(table).where(table.id.in_(published)))
         if error := next((e for e in failures if e is not None), None):
             raise error  # the rest stays pending; the relay retries
-        return len(published), len(rows) == _PAGE
+        return len(published), len(pending) == _PAGE
 
     async def _publish_in_order(
-        self, events: list[tuple[OutboxMixin, EventEnvelope]], published: list[str]
+        self, events: list[tuple[str, str, EventEnvelope]], published: list[str]
     ) -> Exception | None:
         """Publishes one subject's events one after another, stopping at the first failure so a
         later event never overtakes an earlier one."""
-        for row, envelope in events:
+        for row_id, traceparent, envelope in events:
             # Publish inside the trace of the request that caused the event, so the
             # consumers' spans join that trace instead of starting their own.
-            parent = propagate.extract({"traceparent": row.traceparent} if row.traceparent else {})
+            parent = propagate.extract({"traceparent": traceparent} if traceparent else {})
             try:
                 with _tracer.start_as_current_span("outbox.relay", context=parent):
                     await self._publisher.publish_envelope(envelope)
             except Exception as exc:
                 return exc
-            published.append(row.id)
+            published.append(row_id)
         return None
 
     async def run(self, interval: float = 1.0) -> None:
