@@ -42,7 +42,7 @@ proto-check: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/suanli_common $(wildcard services/*/suanli_*) cli/suanli_cli
+	$(BIN)/mypy libs/common/suanli_common $(filter-out %.egg-info,$(wildcard services/*/suanli_*)) cli/suanli_cli
 
 test-unit: venv
 	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests deploy/tests
