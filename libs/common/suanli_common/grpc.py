@@ -8,8 +8,9 @@ on the caller's side, so the gateway renders the error the owning service meant.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -53,9 +54,10 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         method = details.method
 
-        async def guarded(call: Callable[[], Awaitable[Any]], context: grpc.aio.ServicerContext) -> Any:
+        @contextlib.asynccontextmanager
+        async def mapped_errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
             try:
-                return await call()
+                yield
             except SuanliError as exc:
                 await _abort_with(context, exc)
             except grpc.aio.AbortError:
@@ -72,30 +74,25 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             unary = handler.unary_unary
 
             async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                return await guarded(lambda: unary(request, context), context)
+                async with mapped_errors(context):
+                    return await unary(request, context)
 
             return grpc.unary_unary_rpc_method_handler(unary_behavior, **codec)
         if handler.stream_unary is not None:
             upload = handler.stream_unary
 
             async def upload_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                return await guarded(lambda: upload(requests, context), context)
+                async with mapped_errors(context):
+                    return await upload(requests, context)
 
             return grpc.stream_unary_rpc_method_handler(upload_behavior, **codec)
         if handler.unary_stream is not None:
             download = handler.unary_stream
 
             async def download_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
+                async with mapped_errors(context):
                     async for item in download(request, context):
                         yield item
-                except SuanliError as exc:
-                    await _abort_with(context, exc)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception:
-                    log.exception("unhandled error in gRPC method", method=method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
             return grpc.unary_stream_rpc_method_handler(download_behavior, **codec)
         return handler
