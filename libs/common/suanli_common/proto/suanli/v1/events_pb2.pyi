@@ -266,6 +266,8 @@ class JobStateChanged(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     NODE_IDS_FIELD_NUMBER: _builtins.int
     OUTPUT_PATH_FIELD_NUMBER: _builtins.int
+    OUTPUT_MODEL_ID_FIELD_NUMBER: _builtins.int
+    BASE_MODEL_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     owner_id: _builtins.str
     name: _builtins.str
@@ -277,6 +279,10 @@ class JobStateChanged(_message.Message):
     attempt: _builtins.int
     output_path: _builtins.str
     """the model save path on the job's volume (for job.succeeded)"""
+    output_model_id: _builtins.str
+    """fine-tunes: the id the merged model is registered under"""
+    base_model_id: _builtins.str
+    """fine-tunes: the model it was trained from"""
     @_builtins.property
     def node_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -291,10 +297,12 @@ class JobStateChanged(_message.Message):
         attempt: _builtins.int = ...,
         node_ids: _abc.Iterable[_builtins.str] | None = ...,
         output_path: _builtins.str = ...,
+        output_model_id: _builtins.str = ...,
+        base_model_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job_id", b"job_id", "job_type", b"job_type", "name", b"name", "node_ids", b"node_ids", "output_path", b"output_path", "owner_id", b"owner_id", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "base_model_id", b"base_model_id", "job_id", b"job_id", "job_type", b"job_type", "name", b"name", "node_ids", b"node_ids", "output_model_id", b"output_model_id", "output_path", b"output_path", "owner_id", b"owner_id", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

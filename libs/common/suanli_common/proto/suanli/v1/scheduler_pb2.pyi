@@ -33,6 +33,7 @@ class _JobTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobType.Value
     JOB_TYPE_MPI: _JobType.ValueType  # 2
     JOB_TYPE_FINE_TUNE: _JobType.ValueType  # 3
     JOB_TYPE_DEPLOYMENT: _JobType.ValueType  # 4
+    JOB_TYPE_EVALUATION: _JobType.ValueType  # 5
 
 class JobType(_JobType, metaclass=_JobTypeEnumTypeWrapper): ...
 
@@ -41,6 +42,7 @@ JOB_TYPE_PYTORCH: JobType.ValueType  # 1
 JOB_TYPE_MPI: JobType.ValueType  # 2
 JOB_TYPE_FINE_TUNE: JobType.ValueType  # 3
 JOB_TYPE_DEPLOYMENT: JobType.ValueType  # 4
+JOB_TYPE_EVALUATION: JobType.ValueType  # 5
 Global___JobType: _TypeAlias = JobType  # noqa: Y015
 
 class _JobStatus:
@@ -94,6 +96,26 @@ class JobSpec(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     JOB_TYPE_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
@@ -109,6 +131,8 @@ class JobSpec(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     MODEL_PATH_FIELD_NUMBER: _builtins.int
     DATASET_PATH_FIELD_NUMBER: _builtins.int
+    FINE_TUNE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     job_type: Global___JobType.ValueType
     command: _builtins.str
@@ -128,6 +152,17 @@ class JobSpec(_message.Message):
     """staged as SUANLI_DATASET_PATH"""
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def fine_tune(self) -> Global___FineTuneSpec:
+        """model_path and dataset_path may also be URLs (file://, or http(s):// such as a presigned S3
+        URL): the agent downloads them while staging.
+        set for JOB_TYPE_FINE_TUNE
+        """
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """facts the submitting service keeps with the job and reads back"""
+
     def __init__(
         self,
         *,
@@ -146,16 +181,45 @@ class JobSpec(_message.Message):
         priority: _builtins.int = ...,
         model_path: _builtins.str = ...,
         dataset_path: _builtins.str = ...,
+        fine_tune: Global___FineTuneSpec | None = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "max_runtime_minutes", b"max_runtime_minutes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "fine_tune", b"fine_tune", "max_runtime_minutes", b"max_runtime_minutes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "ckpt_path", b"ckpt_path", "command", b"command", "dataset_path", b"dataset_path", "env", b"env", "gpu_type", b"gpu_type", "gpus_per_node", b"gpus_per_node", "image", b"image", "job_type", b"job_type", "max_runtime_minutes", b"max_runtime_minutes", "model_path", b"model_path", "model_save_path", b"model_save_path", "name", b"name", "nodes", b"nodes", "priority", b"priority", "volume_gb", b"volume_gb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "ckpt_path", b"ckpt_path", "command", b"command", "dataset_path", b"dataset_path", "env", b"env", "fine_tune", b"fine_tune", "gpu_type", b"gpu_type", "gpus_per_node", b"gpus_per_node", "image", b"image", "job_type", b"job_type", "labels", b"labels", "max_runtime_minutes", b"max_runtime_minutes", "model_path", b"model_path", "model_save_path", b"model_save_path", "name", b"name", "nodes", b"nodes", "priority", b"priority", "volume_gb", b"volume_gb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_runtime_minutes: _TypeAlias = _typing.Literal["max_runtime_minutes"]  # noqa: Y015
     _WhichOneofArgType__max_runtime_minutes: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_runtime_minutes) -> _WhichOneofReturnType__max_runtime_minutes | None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
+
+@_typing.final
+class FineTuneSpec(_message.Message):
+    """What a fine-tune trains from and how its output is named: the merged model is registered as
+    `ft:<base_model>:<suffix>:<job_id>` (`ft:<base_model>:<job_id>` without a suffix).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_MODEL_FIELD_NUMBER: _builtins.int
+    SUFFIX_FIELD_NUMBER: _builtins.int
+    base_model: _builtins.str
+    """the catalog model id trained from"""
+    suffix: _builtins.str
+    def __init__(
+        self,
+        *,
+        base_model: _builtins.str = ...,
+        suffix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model", b"base_model", "suffix", b"suffix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FineTuneSpec: _TypeAlias = FineTuneSpec  # noqa: Y015
 
 @_typing.final
 class Job(_message.Message):
@@ -173,6 +237,8 @@ class Job(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     OUTPUT_PATH_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    OUTPUT_MODEL_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     owner_id: _builtins.str
     status: Global___JobStatus.ValueType
@@ -183,6 +249,10 @@ class Job(_message.Message):
     """0..1 while preparing (staging inputs), as the agents report it"""
     output_path: _builtins.str
     """where the model save path lies on the job's volume"""
+    result_json: _builtins.str
+    """what the succeeded process left in <output>/result.json (up to 64 KiB)"""
+    output_model_id: _builtins.str
+    """fine-tunes: the id its merged model is registered under"""
     @_builtins.property
     def spec(self) -> Global___JobSpec: ...
     @_builtins.property
@@ -208,10 +278,12 @@ class Job(_message.Message):
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         progress: _builtins.float = ...,
         output_path: _builtins.str = ...,
+        result_json: _builtins.str = ...,
+        output_model_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "spec", b"spec", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "node_ids", b"node_ids", "output_path", b"output_path", "owner_id", b"owner_id", "progress", b"progress", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "node_ids", b"node_ids", "output_model_id", b"output_model_id", "output_path", b"output_path", "owner_id", b"owner_id", "progress", b"progress", "result_json", b"result_json", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -622,6 +694,7 @@ class JobReport(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     job_id: _builtins.str
     attempt: _builtins.int
@@ -630,6 +703,8 @@ class JobReport(_message.Message):
     exit_code: _builtins.int
     message: _builtins.str
     progress: _builtins.float
+    result_json: _builtins.str
+    """on success: the job's <output>/result.json (up to 64 KiB)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -644,10 +719,11 @@ class JobReport(_message.Message):
         message: _builtins.str = ...,
         progress: _builtins.float = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        result_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "exit_code", b"exit_code", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "node_id", b"node_id", "phase", b"phase", "progress", b"progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "exit_code", b"exit_code", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "node_id", b"node_id", "phase", b"phase", "progress", b"progress", "result_json", b"result_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
