@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from suanli_cli.commands import auth, files, gpus, jobs, keys, models
+from suanli_cli.commands import auth, files, fine_tunes, gpus, jobs, keys, models
 from suanli_cli.launcher.command import up
 from suanli_cli.output import SuanliGroup
 
@@ -36,6 +36,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
 app.add_typer(files.app, name="files")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(fine_tunes.app, name="fine-tunes")
 app.command(name="gpus")(gpus.gpus)
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -96,6 +97,21 @@ class Platform:
         )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
+
+    def new_user(self) -> tuple[str, str]:
+        """A new user, signed up and signed in over HTTP: (access token, API key)."""
+        email, password = f"user-{uuid.uuid4().hex[:10]}@example.com", "correct-horse-1"
+        with httpx.Client(base_url=self.base_url, timeout=30) as api:
+            created = api.post("/api/v1/auth/signup", json={"email": email, "password": password})
+            assert created.status_code == 201, created.text
+            login = api.post("/api/v1/auth/login", json={"email": email, "password": password})
+            assert login.status_code == 200, login.text
+            token = str(login.json()["access_token"])
+            key = api.post(
+                "/api/v1/api-keys", json={"name": "sdk"}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert key.status_code == 201, key.text
+        return token, str(key.json()["key"])
 
     def _read_output(self) -> None:
         assert self.process.stdout is not None

@@ -175,3 +175,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> AsyncIterator[catalog_pb2.DataChunk]:
         async for data in self._files.content(request.caller_id, request.file_id):
             yield catalog_pb2.DataChunk(data=data)
+
+    async def GetArtifactUrl(
+        self, request: catalog_pb2.GetArtifactUrlRequest, context: Context
+    ) -> catalog_pb2.ArtifactUrl:
+        # Artifacts with a URL are uploaded files for now (a job's inputs); models download
+        # through DownloadModel.
+        artifact = await self._files.url(request.caller_id, request.artifact_id)
+        message = catalog_pb2.ArtifactUrl(url=artifact.url)
+        _timestamp(message, "expires_at", artifact.expires_at)
+        return message

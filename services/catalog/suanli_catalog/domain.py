@@ -63,6 +63,9 @@ class JobOutput:
     job_id: str
     owner_id: str
     output_path: str  # the job's model save path; "" when the job declared none
+    job_type: str = ""  # "pytorch", "mpi", "fine_tune", "evaluation"
+    output_model_id: str = ""  # fine-tunes: the id their merged model is registered under
+    base_model_id: str = ""  # fine-tunes: the model they were trained from
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +88,12 @@ class StoredFile:
     status_details: str
     dataset: DatasetStats | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactUrl:
+    """Where a stored artifact can be read without the catalog: a file:// URL on the local store,
+    a presigned URL on S3, valid until `expires_at`."""
+
+    url: str
+    expires_at: datetime

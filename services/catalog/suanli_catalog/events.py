@@ -55,7 +55,14 @@ def subscribe_job_outputs(broker: NatsBroker, outputs: JobOutputs) -> None:
     async def on_job_succeeded(event: Event[events_pb2.JobStateChanged]) -> None:
         job = event.data
         await outputs.register(
-            JobOutput(job_id=job.job_id, owner_id=job.owner_id, output_path=job.output_path)
+            JobOutput(
+                job_id=job.job_id,
+                owner_id=job.owner_id,
+                output_path=job.output_path,
+                job_type=job.job_type,
+                output_model_id=job.output_model_id,
+                base_model_id=job.base_model_id,
+            )
         )
 
     subscribe_events(

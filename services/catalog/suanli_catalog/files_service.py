@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from suanli_catalog import events
-from suanli_catalog.domain import FilePurpose, ModelState, StoredFile
+from suanli_catalog.domain import ArtifactUrl, FilePurpose, ModelState, StoredFile
 from suanli_catalog.llamafactory import FineTuneIntake, stored_file, validate_archive
 from suanli_catalog.models import FileRow
 from suanli_catalog.models_service import ModelsService
@@ -70,6 +70,7 @@ class FilesService:
         models: ModelsService,
         *,
         max_upload_bytes: int,
+        url_ttl_s: int = 3600,
         clock: Clock = utc_now,
     ) -> None:
         self._db = db
@@ -77,6 +78,7 @@ class FilesService:
         self._store = store
         self._models = models
         self._max_bytes = max_upload_bytes
+        self._url_ttl_s = url_ttl_s
         self._clock = clock
         self._counters: dict[str, TokenCounter] = {}
 
@@ -224,3 +226,12 @@ class FilesService:
         stored = await self.get(caller_id, file_id)
         async for chunk in self._store.read(stored.storage_key):
             yield chunk
+
+    async def url(self, caller_id: str, file_id: str) -> ArtifactUrl:
+        """Where the file's owner (or a job acting for them) reads its bytes without the catalog.
+        Authorised like `get`: another's file is NotFound."""
+        stored = await self.get(caller_id, file_id)
+        # Taken before the URL is signed, so the stated expiry is never later than the real one.
+        expires_at = self._clock() + timedelta(seconds=self._url_ttl_s)
+        url = await self._store.url(stored.storage_key, self._url_ttl_s)
+        return ArtifactUrl(url=url, expires_at=expires_at)

@@ -98,7 +98,14 @@ async def running_catalog(
         tasks.append(asyncio.create_task(outbox.run(), name="catalog-outbox-relay"))
         store = await make_store(settings)
         models = ModelsService(db, outbox)
-        files = FilesService(db, outbox, store, models, max_upload_bytes=settings.max_upload_bytes)
+        files = FilesService(
+            db,
+            outbox,
+            store,
+            models,
+            max_upload_bytes=settings.max_upload_bytes,
+            url_ttl_s=settings.artifact_url_ttl_s,
+        )
         server, _health = make_server(settings.catalog_grpc_port, settings.catalog_grpc_host)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(models, files), server)
         await server.start()

@@ -18,7 +18,8 @@ class CatalogBase(Base):
 
 class ModelRow(CatalogBase):
     __tablename__ = "catalog_models"
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # 255: a fine-tune's id embeds its base model's id (see models_service.MODEL_ID).
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(40), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
@@ -29,7 +30,7 @@ class ModelRow(CatalogBase):
     parameter_count: Mapped[int] = mapped_column(BigInteger, default=0)
     context_length: Mapped[int] = mapped_column(BigInteger, default=0)
     chat_template: Mapped[str] = mapped_column(Text, default="")
-    base_model_id: Mapped[str] = mapped_column(String(128), default="")
+    base_model_id: Mapped[str] = mapped_column(String(255), default="")
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")

@@ -27,7 +27,10 @@ from suanli_common.ids import new_id
 from suanli_common.outbox import Outbox
 
 Clock = Callable[[], datetime]
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+# Up to the width of catalog_models.id: a fine-tune's id holds its base's id, its suffix and its
+# job id (`ft:<base>:<suffix>:<job>`, and `...:adapter` for its adapter).
+MODEL_ID_MAX = 255
+MODEL_ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:/-]{{0,{MODEL_ID_MAX - 1}}}$")
 READ_CHUNK = 256 * 1024
 
 

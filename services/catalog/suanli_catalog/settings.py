@@ -25,6 +25,13 @@ class CatalogSettings(ServiceSettings):
     models_dir: Path | None = Field(
         None, description="Where seed models are built; default: <home>/catalog/models"
     )
+    artifact_url_ttl_s: int = Field(
+        24 * 3600,
+        gt=0,
+        le=7 * 24 * 3600,  # the longest a SigV4 presigned URL may live
+        description="How long an artifact URL (GetArtifactUrl) stays valid; a job reads its "
+        "inputs through one when it is placed, which may be long after it was submitted",
+    )
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint (MinIO: http://minio:9000); set to use S3 for artifacts"
     )

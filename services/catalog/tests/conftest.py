@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,3 +179,14 @@ def join_stream() -> Callable[..., Any]:
 @pytest.fixture
 def catch_events() -> type[EventCatcher]:
     return EventCatcher
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 HTTP server (moto's, in process) on a free port; skipped without moto."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    port = free_port()
+    server: Any = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

@@ -3,8 +3,13 @@ way in, owner isolation, streamed content, no orphan blobs, dataset.validated on
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname, urlopen
 
 import pytest
 
@@ -119,3 +124,48 @@ async def test_bad_purpose_and_missing_metadata_are_refused(catalog: Any, upload
 
     with pytest.raises(InvalidRequest, match="metadata"):
         await catalog.stub.UploadFile(no_metadata())
+
+
+async def test_artifact_url_of_a_file_on_the_local_store(catalog: Any, upload_file: Any) -> None:
+    data = dataset(20)
+    file = await upload_file(catalog.stub, data)
+    before = datetime.now(UTC)
+    answer = await catalog.stub.GetArtifactUrl(
+        catalog_pb2.GetArtifactUrlRequest(caller_id="user_alice", artifact_id=file.id)
+    )
+    assert answer.url.startswith("file://")
+    path = Path(url2pathname(urlparse(answer.url).path))
+    assert await asyncio.to_thread(path.read_bytes) == data and path.is_relative_to(catalog.artifacts)
+    expires = answer.expires_at.ToDatetime(tzinfo=UTC)
+    assert before + timedelta(hours=23) < expires <= datetime.now(UTC) + timedelta(hours=24)
+    for caller, artifact in (("user_bob", file.id), ("user_alice", "file-unknown"), ("", file.id)):
+        with pytest.raises(NotFound):
+            await catalog.stub.GetArtifactUrl(
+                catalog_pb2.GetArtifactUrlRequest(caller_id=caller, artifact_id=artifact)
+            )
+
+
+async def test_artifact_url_of_a_file_on_s3_is_presigned(
+    start_catalog: Any, upload_file: Any, s3_endpoint: str
+) -> None:
+    catalog = await start_catalog(
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        s3_bucket="suanli-test",
+        artifact_url_ttl_s=600,
+    )
+    data = dataset(20)
+    file = await upload_file(catalog.stub, data)
+    answer = await catalog.stub.GetArtifactUrl(
+        catalog_pb2.GetArtifactUrlRequest(caller_id="user_alice", artifact_id=file.id)
+    )
+    assert answer.url.startswith(s3_endpoint) and "Signature=" in answer.url
+    assert answer.expires_at.ToDatetime(tzinfo=UTC) <= datetime.now(UTC) + timedelta(seconds=600)
+    # Readable without credentials, by whoever holds the URL (a job staging its inputs).
+    fetched = await asyncio.to_thread(lambda: urlopen(answer.url, timeout=10).read())
+    assert fetched == data
+    with pytest.raises(NotFound):
+        await catalog.stub.GetArtifactUrl(
+            catalog_pb2.GetArtifactUrlRequest(caller_id="user_bob", artifact_id=file.id)
+        )

@@ -3,15 +3,13 @@ process) when moto is installed. A failed stream leaves nothing in either."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from suanli_catalog.storage import ArtifactStore, LocalStore, S3Store
 from suanli_common.errors import NotFound
-from suanli_common.testing import free_port
 
 
 async def stream(parts: list[bytes], fail_after: int | None = None) -> AsyncIterator[bytes]:
@@ -47,16 +45,6 @@ async def test_local_store(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "artifacts")
     await check_store(store)
     assert [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()] == []
-
-
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    port = free_port()
-    server: Any = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 async def test_s3_store_against_a_real_s3_server(s3_endpoint: str) -> None:

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from suanli_common.errors import Unavailable
 from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.clients.auth import AuthApi
 from suanli_inference_gateway.clients.catalog import CatalogApi
 from suanli_inference_gateway.clients.job_logs import JobLogs
+from suanli_inference_gateway.clients.job_metrics import JobMetrics
 from suanli_inference_gateway.clients.scheduler import SchedulerApi
 from suanli_inference_gateway.ratelimit import SignInLimiter
 
@@ -29,8 +31,30 @@ class GatewayDeps:
     # None where a gateway (a test) runs without the scheduler: its routes answer 503.
     scheduler: SchedulerApi | None = None
     job_logs: JobLogs | None = None
+    job_metrics: JobMetrics | None = None
 
 
 def gateway_deps(request: Request) -> GatewayDeps:
     deps: GatewayDeps = request.app.state.deps
     return deps
+
+
+def require_scheduler(request: Request) -> SchedulerApi:
+    scheduler = gateway_deps(request).scheduler
+    if scheduler is None:
+        raise Unavailable("jobs are not available on this gateway")
+    return scheduler
+
+
+def require_job_logs(request: Request) -> JobLogs:
+    logs = gateway_deps(request).job_logs
+    if logs is None:
+        raise Unavailable("job logs are not available on this gateway")
+    return logs
+
+
+def require_job_metrics(request: Request) -> JobMetrics:
+    metrics = gateway_deps(request).job_metrics
+    if metrics is None:
+        raise Unavailable("job metrics are not available on this gateway")
+    return metrics

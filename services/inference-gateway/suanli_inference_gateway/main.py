@@ -23,6 +23,7 @@ from suanli_inference_gateway.clients.auth import AUTH_SERVICE, IDEMPOTENT_METHO
 from suanli_inference_gateway.clients.catalog import CATALOG_SERVICE, CatalogClient
 from suanli_inference_gateway.clients.catalog import IDEMPOTENT_METHODS as CATALOG_IDEMPOTENT_METHODS
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
+from suanli_inference_gateway.clients.job_metrics import JetStreamJobMetrics
 from suanli_inference_gateway.clients.scheduler import IDEMPOTENT_METHODS as SCHEDULER_IDEMPOTENT_METHODS
 from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, SchedulerClient
 from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
@@ -103,6 +104,7 @@ async def serve(settings: GatewaySettings) -> None:
         scheduler=SchedulerClient(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel)),
         # Resolved on use: the broker connects after the app is built.
         job_logs=JetStreamJobLogs(lambda: broker.config.connection_state.stream),
+        job_metrics=JetStreamJobMetrics(lambda: broker.config.connection_state.stream),
     )
     server = _Server(
         uvicorn.Config(

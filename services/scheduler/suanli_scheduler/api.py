@@ -36,6 +36,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             node_ids=job.node_ids,
             attempt=job.attempt,
             progress=job.progress,
+            result_json=job.result_json,
+            output_model_id=job.output_model_id,
         )
         if job.spec.model_save_path:
             message.output_path = f"{self._volumes_root}/{job.id}/{job.spec.model_save_path}"

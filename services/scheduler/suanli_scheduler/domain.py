@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
 from suanli_common.errors import InvalidRequest
+from suanli_common.ids import fine_tuned_model_id
 
 
 class JobStatus(enum.StrEnum):
@@ -46,6 +48,19 @@ class JobType(enum.StrEnum):
     mpi = "mpi"
     fine_tune = "fine_tune"
     deployment = "deployment"
+    evaluation = "evaluation"
+
+
+# Job types a user (or the gateway on a user's behalf) may submit; deployments are not jobs here.
+SUBMITTABLE = frozenset({JobType.pytorch, JobType.mpi, JobType.fine_tune, JobType.evaluation})
+
+
+@dataclass(frozen=True, slots=True)
+class FineTuneSpec:
+    """What a fine-tune trains from (a catalog model id) and the suffix of its output's name."""
+
+    base_model: str
+    suffix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +80,37 @@ class JobSpec:
     priority: int = 0
     model_path: str = ""
     dataset_path: str = ""
+    fine_tune: FineTuneSpec | None = None  # set for fine_tune jobs only
+    labels: dict[str, str] = field(default_factory=dict)  # the submitter's facts, read back as given
 
     @property
     def total_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
 
+    def output_model_id(self, job_id: str) -> str:
+        """The id the catalog registers a fine-tune's merged model under; "" for other jobs."""
+        if self.fine_tune is None:
+            return ""
+        return fine_tuned_model_id(self.fine_tune.base_model, self.fine_tune.suffix, job_id)
+
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(self)  # fine_tune becomes a dict (or None) too
         data["job_type"] = self.job_type.value
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        # Rows stored before a field existed lack its key and get the field's default.
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["job_type"] = JobType(values.get("job_type", "pytorch"))
+        fine_tune = values.get("fine_tune")
+        values["fine_tune"] = (
+            FineTuneSpec(str(fine_tune.get("base_model", "")), str(fine_tune.get("suffix", "")))
+            if isinstance(fine_tune, dict)
+            else None
+        )
+        values["labels"] = dict(values.get("labels") or {})
         return cls(**values)
 
 
@@ -97,6 +128,11 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    result_json: str = ""  # what the succeeded job left in <output>/result.json, as it wrote it
+
+    @property
+    def output_model_id(self) -> str:
+        return self.spec.output_model_id(self.id)
 
 
 _ENV_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -128,10 +164,53 @@ def volume_relative_path(value: str, param: str) -> str:
     return str(PurePosixPath(*parts)) if parts else ""
 
 
+# The base model is a catalog model id (the catalog's own pattern); the suffix becomes one
+# colon-separated part of the output's id, so it may hold no colon.
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_SUFFIX = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_LABELS = 32
+MAX_LABEL_VALUE_BYTES = 16 * 1024
+
+
+def validate_fine_tune(spec: JobSpec) -> FineTuneSpec | None:
+    """A fine-tune names its base model; no other job carries a fine-tune spec."""
+    fine_tune = spec.fine_tune
+    if spec.job_type is not JobType.fine_tune:
+        if fine_tune is not None:
+            raise InvalidRequest("only fine_tune jobs carry a fine_tune spec", param="fine_tune")
+        return None
+    if fine_tune is None or not fine_tune.base_model.strip():
+        raise InvalidRequest("a fine_tune job needs fine_tune.base_model", param="fine_tune.base_model")
+    base, suffix = fine_tune.base_model.strip(), fine_tune.suffix.strip()
+    if not _MODEL_ID.match(base):
+        raise InvalidRequest(f"not a model id: {base!r}", param="fine_tune.base_model")
+    if not _SUFFIX.match(suffix):
+        raise InvalidRequest(
+            "fine_tune.suffix is up to 64 characters of letters, digits, '.', '_' and '-'",
+            param="fine_tune.suffix",
+        )
+    return FineTuneSpec(base, suffix)
+
+
+def validate_labels(labels: dict[str, str]) -> None:
+    if len(labels) > MAX_LABELS:
+        raise InvalidRequest(f"a job carries at most {MAX_LABELS} labels", param="labels")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise InvalidRequest(
+                f"label key {key!r} must be 1-64 letters, digits, '.', '_' or '-'", param="labels"
+            )
+        if len(value.encode()) > MAX_LABEL_VALUE_BYTES:
+            raise InvalidRequest(f"label {key!r} is longer than 16 KiB", param="labels")
+
+
 def validate_spec(spec: JobSpec) -> JobSpec:
     """Checks what can be checked without the cluster; normalises paths. Raises InvalidRequest."""
-    if spec.job_type not in (JobType.pytorch, JobType.mpi, JobType.fine_tune):
-        raise InvalidRequest("job_type must be pytorch or mpi", param="job_type")
+    if spec.job_type not in SUBMITTABLE:
+        raise InvalidRequest("job_type must be pytorch, mpi, fine_tune or evaluation", param="job_type")
+    fine_tune = validate_fine_tune(spec)
+    validate_labels(spec.labels)
     if not spec.command.strip() and not spec.image.strip():
         raise InvalidRequest("a job needs a command or an image", param="command")
     if spec.nodes <= 0:
@@ -157,4 +236,5 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         ckpt_path=volume_relative_path(spec.ckpt_path, "ckpt_path"),
         model_save_path=volume_relative_path(spec.model_save_path, "model_save_path"),
         gpu_type=spec.gpu_type.strip(),
+        fine_tune=fine_tune,
     )

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_common.outbox import Outbox
 from suanli_common.proto.suanli.v1.events_pb2 import JobStateChanged
+from suanli_scheduler.domain import JobSpec
 from suanli_scheduler.models import JobRow
 
 # job.queued, job.running, job.succeeded, job.failed, job.cancelled, job.timed_out, job.requeued
@@ -26,6 +27,7 @@ class JobEvents:
 
     def stage(self, session: AsyncSession, row: JobRow, fact: str) -> None:
         assert fact in JOB_FACTS, fact
+        spec = JobSpec.from_json(row.spec)
         payload = JobStateChanged(
             job_id=row.id,
             owner_id=row.owner_id,
@@ -36,5 +38,9 @@ class JobEvents:
             attempt=row.attempt,
             node_ids=list(row.node_ids or []),
             output_path=output_path(self._volumes_root, row) if self._volumes_root else "",
+            # A fine-tune's output is registered under a name fixed at submit (the catalog
+            # registers it, the gateway has already shown it): both ride on every job fact.
+            output_model_id=spec.output_model_id(row.id),
+            base_model_id=spec.fine_tune.base_model if spec.fine_tune else "",
         )
         self._outbox.add(session, f"job.{fact}", row.id, payload)

@@ -60,6 +60,7 @@ class AttemptReport:
     exit_code: int = 0
     message: str = ""
     progress: float = 0.0
+    result_json: str = ""  # on success: the job's <output>/result.json, as the agent read it
 
 
 class NodeCommands(Protocol):

@@ -35,6 +35,8 @@ class JobRow(SchedulerBase):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Rank 0's <output>/result.json, set when the job succeeds (a late report may bring it after).
+    result_json: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class PlacementRow(SchedulerBase):
@@ -51,6 +53,8 @@ class PlacementRow(SchedulerBase):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text, default="")
     master_port: Mapped[int] = mapped_column(Integer, default=0)
+    # What this node's succeeded report carried, kept until the whole gang has succeeded.
+    result_json: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class NodeRow(SchedulerBase):

@@ -15,7 +15,7 @@ from faststream.nats import NatsBroker, NatsMessage, PullSub
 from suanli_common.bus import WORK
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
-from suanli_scheduler.domain import JobSpec, JobStatus, JobType
+from suanli_scheduler.domain import FineTuneSpec, JobSpec, JobStatus, JobType
 from suanli_scheduler.ledger import NodeInventory, SlotPool
 from suanli_scheduler.messages import AttemptReport, AttemptSeen, Heartbeat, Offer, Stop
 from suanli_scheduler.service import JobService
@@ -46,6 +46,7 @@ TYPE_TO_PB = {
     JobType.mpi: pb.JOB_TYPE_MPI,
     JobType.fine_tune: pb.JOB_TYPE_FINE_TUNE,
     JobType.deployment: pb.JOB_TYPE_DEPLOYMENT,
+    JobType.evaluation: pb.JOB_TYPE_EVALUATION,
 }
 TYPE_FROM_PB = {v: k for k, v in TYPE_TO_PB.items()}
 
@@ -66,9 +67,14 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         priority=spec.priority,
         model_path=spec.model_path,
         dataset_path=spec.dataset_path,
+        labels=spec.labels,
     )
     if spec.max_runtime_minutes is not None:
         message.max_runtime_minutes = spec.max_runtime_minutes
+    if spec.fine_tune is not None:
+        message.fine_tune.CopyFrom(
+            pb.FineTuneSpec(base_model=spec.fine_tune.base_model, suffix=spec.fine_tune.suffix)
+        )
     return message
 
 
@@ -89,6 +95,13 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
         priority=message.priority,
         model_path=message.model_path,
         dataset_path=message.dataset_path,
+        # Present or absent, not empty: validation tells "no fine_tune" from "no base model".
+        fine_tune=(
+            FineTuneSpec(message.fine_tune.base_model, message.fine_tune.suffix)
+            if message.HasField("fine_tune")
+            else None
+        ),
+        labels=dict(message.labels),
     )
 
 
@@ -122,6 +135,7 @@ def report_from_pb(message: pb.JobReport) -> AttemptReport:
         exit_code=message.exit_code,
         message=message.message,
         progress=message.progress,
+        result_json=message.result_json,
     )
 
 

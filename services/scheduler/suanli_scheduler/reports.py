@@ -140,6 +140,8 @@ class AgentReports:
             if current.terminal or _PHASE_ORDER.get(report.phase, 3) < _PHASE_ORDER.get(current, 3):
                 continue
             p.phase, p.exit_code, p.message = report.phase.value, report.exit_code, report.message
+        if report.phase is JobStatus.succeeded and report.result_json:
+            keep_result(row, mine, report)
         lease = self._state.leases.get(row.lease_id)
         if lease is not None:
             lease.phases[report.node_id] = report.phase.value
@@ -159,3 +161,22 @@ class AgentReports:
         await state.commands.stop(
             node_id, Stop(job_id, attempt, JobStatus.queued, "this node no longer holds it")
         )
+
+
+MAX_RESULT_BYTES = 64 * 1024  # what the agents read of result.json; more is not stored
+
+
+def keep_result(row: JobRow, mine: Sequence[PlacementRow], report: AttemptReport) -> None:
+    """Keeps rank 0's result on its placement until the gang has succeeded (`aggregate` copies it
+    to the job then). Done apart from the phase: a heartbeat may have reconciled the succeeded
+    phase (without the result) before this report came, ending the job already; then the result
+    goes straight to the job."""
+    size = len(report.result_json.encode())
+    if size > MAX_RESULT_BYTES:
+        log.warning("result.json too large; not stored", job_id=row.id, bytes=size)
+        return
+    for p in mine:
+        if p.node_rank == 0 and p.phase == JobStatus.succeeded.value and p.result_json is None:
+            p.result_json = report.result_json
+            if row.status == JobStatus.succeeded.value and row.result_json is None:
+                row.result_json = report.result_json

@@ -25,6 +25,7 @@ def job_from_row(row: JobRow) -> Job:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        result_json=row.result_json or "",
     )
 
 
@@ -123,8 +124,11 @@ class JobRepository:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
         if owner_id:
             query = query.where(JobRow.owner_id == owner_id)
-        rows = (await self.session.scalars(query)).all()
-        return [r for r in rows if not job_type or r.spec.get("job_type") == job_type]
+        if job_type:
+            # Filtered in the query, not after the limit, so a user's many jobs of one type do not
+            # hide the few of another (`spec ->> 'job_type'` on PostgreSQL, json_extract on SQLite).
+            query = query.where(JobRow.spec["job_type"].as_string() == job_type)
+        return (await self.session.scalars(query)).all()
 
     async def waiting(self) -> Sequence[JobRow]:
         """Queued jobs not placed yet, in the order they should be served: priority, then FIFO."""

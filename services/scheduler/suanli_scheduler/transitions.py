@@ -99,6 +99,8 @@ async def aggregate(
         # The job is not cancelled, so its agent gave the work back (shutting down): run it elsewhere.
         await requeue(state, session, row, "an agent gave the job back", out, rows)
     elif all(p is JobStatus.succeeded for p in phases):
+        # The job's result is rank 0's (the process that writes the output, by convention).
+        row.result_json = next((p.result_json for p in rows if p.node_rank == 0), None)
         await finish(state, session, row, JobStatus.succeeded, "", out, rows)
     elif all(p in (JobStatus.running, JobStatus.succeeded) for p in phases):
         if current is not JobStatus.running:

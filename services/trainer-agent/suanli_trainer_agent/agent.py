@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -15,12 +16,21 @@ from typing import TextIO
 
 from faststream.nats import NatsBroker
 
-from suanli_common.bus import LOGS, WORK
+from suanli_common.bus import LOGS, METRICS, WORK
 from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_trainer_agent.discovery import SlotPool
-from suanli_trainer_agent.protocol import log_subject, report_subject
+from suanli_trainer_agent.protocol import (
+    ATTEMPT_HEADER,
+    KIND_HEADER,
+    NODE_RANK_HEADER,
+    STREAM_HEADER,
+    log_subject,
+    machine_line,
+    metrics_subject,
+    report_subject,
+)
 from suanli_trainer_agent.runner import JobProcess, Launch, command_argv
 from suanli_trainer_agent.settings import AgentSettings
 from suanli_trainer_agent.staging import StagingError, stage
@@ -28,6 +38,8 @@ from suanli_trainer_agent.staging import StagingError, stage
 log = get_logger(__name__)
 
 TERMINAL = {pb.JOB_STATUS_SUCCEEDED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED, pb.JOB_STATUS_TIMED_OUT}
+RESULT_FILE = "result.json"
+RESULT_LIMIT = 64 * 1024  # JobReport.result_json / Job.result_json carry at most this much
 
 
 @dataclass(slots=True)
@@ -45,6 +57,7 @@ class Attempt:
     stop_message: str = ""
     finished_at: float | None = None
     tail: list[str] = field(default_factory=list)
+    result_json: str = ""
 
     @property
     def live(self) -> bool:
@@ -149,15 +162,31 @@ class NodeAgent:
             async def on_line(stream: str, line: str) -> None:
                 log_file.write(f"{stream}: {line}\n")
                 log_file.flush()
+                # Each line is published (and acknowledged) before the next one is read, so every
+                # line and metric of an attempt is in JetStream before its final report.
+                machine = machine_line(line) if stream == "stdout" else None
+                if machine is not None:
+                    # The runner prints a human line beside each machine line; the log gets only that one.
+                    await self._broker.publish(
+                        machine.body.encode(),
+                        subject=metrics_subject(offer.job_id, self.node_id),
+                        stream=METRICS.name,
+                        headers={
+                            KIND_HEADER: machine.kind,
+                            ATTEMPT_HEADER: str(offer.attempt),
+                            NODE_RANK_HEADER: str(offer.node_rank),
+                        },
+                    )
+                    return
                 attempt.tail = [*attempt.tail[-4:], line]
                 await self._broker.publish(
                     line.encode(),
                     subject=log_subject(offer.job_id, self.node_id),
                     stream=LOGS.name,
                     headers={
-                        "Suanli-Attempt": str(offer.attempt),
-                        "Suanli-Stream": stream,
-                        "Suanli-Node-Rank": str(offer.node_rank),
+                        ATTEMPT_HEADER: str(offer.attempt),
+                        STREAM_HEADER: stream,
+                        NODE_RANK_HEADER: str(offer.node_rank),
                     },
                 )
 
@@ -183,6 +212,7 @@ class NodeAgent:
             if attempt.stop_reason is not None:
                 attempt.phase, attempt.message = attempt.stop_reason, attempt.stop_message
             elif code == 0:
+                attempt.result_json = await asyncio.to_thread(read_result, paths.output)
                 attempt.phase, attempt.message = pb.JOB_STATUS_SUCCEEDED, ""
             else:
                 attempt.phase = pb.JOB_STATUS_FAILED
@@ -279,6 +309,7 @@ class NodeAgent:
             exit_code=attempt.exit_code,
             message=attempt.message,
             progress=attempt.progress,
+            result_json=attempt.result_json,
         )
         report.at.GetCurrentTime()
         body = report.SerializeToString()
@@ -342,6 +373,31 @@ class NodeAgent:
                 if a.live
             )
         )
+
+
+def read_result(output: Path) -> str:
+    """The text of `<output>/result.json` for the final report: "" when there is none, and a small
+    JSON object with an "error" when it is too large or not JSON (the job still succeeded)."""
+    path = output / RESULT_FILE
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            return ""
+        if size > RESULT_LIMIT:
+            return _result_error(f"{RESULT_FILE} is {size} bytes; the limit is {RESULT_LIMIT}")
+        text = path.read_bytes().decode()  # as written: no newline translation
+        json.loads(text)
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return _result_error(f"{RESULT_FILE} is not readable JSON: {exc}")
+    if len(text.encode()) > RESULT_LIMIT:  # grew between the stat and the read
+        return _result_error(f"{RESULT_FILE} is {len(text.encode())} bytes; the limit is {RESULT_LIMIT}")
+    return text
+
+
+def _result_error(message: str) -> str:
+    return json.dumps({"error": message})
 
 
 _RANK_ENV = ("NNODES", "NODE_RANK", "WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")

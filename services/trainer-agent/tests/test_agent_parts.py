@@ -1,16 +1,20 @@
-"""The agent's parts without NATS: slot declarations, launch commands, the process group."""
+"""The agent's parts without NATS: slot declarations, launch commands, the process group, staging,
+machine lines and result files."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from suanli_trainer_agent.agent import RESULT_LIMIT, read_result
 from suanli_trainer_agent.discovery import SlotPool, parse_slots
+from suanli_trainer_agent.protocol import MachineLine, machine_line, metrics_subject
 from suanli_trainer_agent.runner import JobProcess, Launch, command_argv
-from suanli_trainer_agent.staging import StagingError, stage
+from suanli_trainer_agent.staging import StagingError, redact, stage, url_file_name
 
 
 def test_declared_slots() -> None:
@@ -86,3 +90,74 @@ async def test_staging_copies_inputs_with_progress_and_refuses_escapes(tmp_path:
             volume_gb=0,
             on_progress=progress,
         )
+
+
+async def test_file_urls_stage_like_local_paths_and_other_schemes_are_refused(tmp_path: Path) -> None:
+    model = tmp_path / "my model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+
+    async def progress(value: float, message: str) -> None:
+        pass
+
+    paths = await stage(
+        tmp_path / "vol",
+        ckpt_path="",
+        model_save_path="",
+        model_path=model.as_uri(),  # file:///.../my%20model
+        dataset_path="",
+        volume_gb=0,
+        on_progress=progress,
+    )
+    assert Path(paths.model) == tmp_path / "vol" / "inputs" / "model" / "my model"
+    assert (Path(paths.model) / "config.json").is_file()
+    with pytest.raises(StagingError, match="only file://, http:// and https://"):
+        await stage(
+            tmp_path / "vol",
+            ckpt_path="",
+            model_save_path="",
+            model_path="",
+            dataset_path="s3://bucket/data.jsonl",
+            volume_gb=0,
+            on_progress=progress,
+        )
+
+
+def test_url_file_names_leave_the_query_out() -> None:
+    assert url_file_name("https://s3.local/bucket/ds/train.jsonl?X-Amz-Signature=abc") == "train.jsonl"
+    assert url_file_name("http://host/a/my%20file.bin") == "my file.bin"
+    assert url_file_name("https://host/?download=1") == "data"
+    assert url_file_name("https://host/a/..") == "data"
+    assert url_file_name("https://host/a/x%2F..") == "data"
+    assert redact("https://user:pw@host:9000/b/k?sig=1#f") == "https://host:9000/b/k"
+
+
+def test_machine_lines() -> None:
+    assert machine_line('SUANLI_METRICS {"step": 3, "loss": 1.5}') == MachineLine(
+        "metrics", '{"step": 3, "loss": 1.5}'
+    )
+    assert machine_line('SUANLI_CHECKPOINT {"step": 3}') == MachineLine("checkpoint", '{"step": 3}')
+    assert machine_line('SUANLI_RESULT {"a": null} ') == MachineLine("result", '{"a": null}')
+    for line in (
+        "SUANLI_METRICS {oops",
+        "SUANLI_RESULT [1]",
+        "SUANLI_METRICS",
+        "step 1 loss 2",
+        "SUANLI_OTHER {}",
+    ):
+        assert machine_line(line) is None
+    assert metrics_subject("job_1", "node-a") == "metrics.job.job_1.node-a"
+
+
+def test_result_files(tmp_path: Path) -> None:
+    assert read_result(tmp_path) == ""
+    (tmp_path / "result.json").write_text('{"bleu": 31.5}')
+    assert read_result(tmp_path) == '{"bleu": 31.5}'
+    (tmp_path / "result.json").write_text('{"x": "' + "a" * RESULT_LIMIT + '"}')
+    size = (tmp_path / "result.json").stat().st_size
+    assert json.loads(read_result(tmp_path)) == {"error": f"result.json is {size} bytes; the limit is 65536"}
+    (tmp_path / "result.json").write_text("{not json")
+    assert "not readable JSON" in json.loads(read_result(tmp_path))["error"]
+    (tmp_path / "result.json").unlink()
+    (tmp_path / "result.json").mkdir()
+    assert read_result(tmp_path) == ""

@@ -63,6 +63,7 @@ class Model:
     is_default: bool
     error: str
     created_at: datetime
+    path: str = ""  # its folder on the catalog's storage, for trainers and servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,9 @@ class CatalogApi(Protocol):
     async def list_files(self, caller_id: str, purpose: str = "") -> list[StoredFile]: ...
     async def delete_file(self, caller_id: str, file_id: str) -> StoredFile: ...
     def read_file_content(self, caller_id: str, file_id: str) -> AsyncIterator[bytes]: ...
+    async def file_url(self, caller_id: str, file_id: str) -> str:
+        """Where a job may read the file's bytes: a file:// URL or a presigned one."""
+        ...
 
 
 def _time(message: Any) -> datetime:
@@ -144,6 +148,7 @@ def _model(msg: catalog_pb2.Model) -> Model:
         is_default=msg.is_default,
         error=msg.error,
         created_at=_time(msg),
+        path=msg.path,
     )
 
 
@@ -269,3 +274,7 @@ class CatalogClient:
     def read_file_content(self, caller_id: str, file_id: str) -> AsyncIterator[bytes]:
         request = catalog_pb2.ReadFileContentRequest(caller_id=caller_id, file_id=file_id)
         return _data(self._stub.ReadFileContent(request))
+
+    async def file_url(self, caller_id: str, file_id: str) -> str:
+        request = catalog_pb2.GetArtifactUrlRequest(caller_id=caller_id, artifact_id=file_id)
+        return (await self._stub.GetArtifactUrl(request)).url

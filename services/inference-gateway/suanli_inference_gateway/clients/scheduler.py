@@ -1,4 +1,5 @@
-"""The scheduler as the gateway sees it: custom jobs and the GPU inventory, as domain dataclasses.
+"""The scheduler as the gateway sees it: jobs (custom jobs, fine-tunes, evaluations) and the GPU
+inventory, as domain dataclasses.
 
 Errors need no translation here: the gRPC client interceptor raises the `SuanliError` the
 scheduler raised (an `InvalidRequest` with its param, a `NotFound` for another user's job).
@@ -39,6 +40,7 @@ class JobType(enum.StrEnum):
     mpi = "mpi"
     fine_tune = "fine_tune"
     deployment = "deployment"
+    evaluation = "evaluation"
 
 
 _STATUS_FROM_PB = {
@@ -55,8 +57,15 @@ _TYPE_TO_PB = {
     JobType.mpi: pb.JOB_TYPE_MPI,
     JobType.fine_tune: pb.JOB_TYPE_FINE_TUNE,
     JobType.deployment: pb.JOB_TYPE_DEPLOYMENT,
+    JobType.evaluation: pb.JOB_TYPE_EVALUATION,
 }
 _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class FineTuneSpec:
+    base_model: str
+    suffix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,10 @@ class JobSpec:
     volume_gb: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     max_runtime_minutes: int | None = None  # None: run to completion
+    model_path: str = ""  # a local path or URL the agent stages as SUANLI_MODEL_PATH
+    dataset_path: str = ""  # likewise, SUANLI_DATASET_PATH
+    fine_tune: FineTuneSpec | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +102,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     output_path: str
+    result_json: str = ""  # what the succeeded process left in its output's result.json
+    output_model_id: str = ""  # fine-tunes: the id its merged model is registered under
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +138,14 @@ def _spec_pb(spec: JobSpec) -> pb.JobSpec:
         model_save_path=spec.model_save_path,
         volume_gb=spec.volume_gb,
         env=dict(spec.env),
+        model_path=spec.model_path,
+        dataset_path=spec.dataset_path,
+        labels=dict(spec.labels),
     )
+    if spec.fine_tune is not None:
+        message.fine_tune.CopyFrom(
+            pb.FineTuneSpec(base_model=spec.fine_tune.base_model, suffix=spec.fine_tune.suffix)
+        )
     if spec.max_runtime_minutes is not None:
         message.max_runtime_minutes = spec.max_runtime_minutes
     return message
@@ -143,6 +165,14 @@ def _spec(msg: pb.JobSpec) -> JobSpec:
         volume_gb=msg.volume_gb,
         env=dict(msg.env),
         max_runtime_minutes=msg.max_runtime_minutes if msg.HasField("max_runtime_minutes") else None,
+        model_path=msg.model_path,
+        dataset_path=msg.dataset_path,
+        fine_tune=(
+            FineTuneSpec(base_model=msg.fine_tune.base_model, suffix=msg.fine_tune.suffix)
+            if msg.HasField("fine_tune")
+            else None
+        ),
+        labels=dict(msg.labels),
     )
 
 
@@ -160,6 +190,8 @@ def _job(msg: pb.Job) -> Job:
         started_at=msg.started_at.ToDatetime(UTC) if msg.HasField("started_at") else None,
         finished_at=msg.finished_at.ToDatetime(UTC) if msg.HasField("finished_at") else None,
         output_path=msg.output_path,
+        result_json=msg.result_json,
+        output_model_id=msg.output_model_id,
     )
 
 

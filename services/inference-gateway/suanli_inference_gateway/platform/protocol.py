@@ -6,6 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from suanli_common.errors import InvalidRequest
+from suanli_common.ids import new_id
+
+MAX_IDEMPOTENCY_KEY = 255
+
 
 class RequestModel(BaseModel):
     """A request body: unknown fields are an error (400 `unknown_parameter`), not silently dropped."""
@@ -20,3 +25,12 @@ def unix_seconds(value: datetime) -> int:
 
 def optional_unix_seconds(value: datetime | None) -> int | None:
     return None if value is None else unix_seconds(value)
+
+
+def client_request_id(idempotency_key: str | None) -> str:
+    """What makes a create idempotent at the scheduler: the caller's Idempotency-Key, else unique."""
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key"
+        )
+    return idempotency_key or new_id("req")

@@ -5,33 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from suanli_common.errors import InvalidRequest, Unavailable
-from suanli_common.ids import new_id
 from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
-from suanli_inference_gateway.clients.job_logs import JobLogs
-from suanli_inference_gateway.clients.scheduler import JobType, SchedulerApi
-from suanli_inference_gateway.dependencies import gateway_deps
+from suanli_inference_gateway.clients.scheduler import JobType
+from suanli_inference_gateway.dependencies import require_job_logs, require_scheduler
 from suanli_inference_gateway.platform.jobs.logs import log_events, log_text
 from suanli_inference_gateway.platform.jobs.protocol import CreateJobRequest, JobList, JobObject
+from suanli_inference_gateway.platform.protocol import client_request_id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-MAX_IDEMPOTENCY_KEY = 255
-
-
-def _scheduler(request: Request) -> SchedulerApi:
-    scheduler = gateway_deps(request).scheduler
-    if scheduler is None:
-        raise Unavailable("jobs are not available on this gateway")
-    return scheduler
-
-
-def _job_logs(request: Request) -> JobLogs:
-    logs = gateway_deps(request).job_logs
-    if logs is None:
-        raise Unavailable("job logs are not available on this gateway")
-    return logs
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobObject)
@@ -43,18 +25,15 @@ async def create_job(
     ),
     principal: Principal = Depends(require_principal),
 ) -> JobObject:
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key"
-        )
-    client_request_id = idempotency_key or new_id("req")
-    job = await _scheduler(request).submit_job(principal.user_id, client_request_id, body.to_spec())
+    job = await require_scheduler(request).submit_job(
+        principal.user_id, client_request_id(idempotency_key), body.to_spec()
+    )
     return JobObject.of(job)
 
 
 @router.get("", response_model=JobList)
 async def list_jobs(request: Request, principal: Principal = Depends(require_principal)) -> JobList:
-    jobs = await _scheduler(request).list_jobs(principal.user_id)
+    jobs = await require_scheduler(request).list_jobs(principal.user_id)
     # Custom jobs only: fine-tunes and deployments have surfaces of their own.
     return JobList(
         data=[JobObject.of(job) for job in jobs if job.spec.job_type in (JobType.pytorch, JobType.mpi)]
@@ -65,7 +44,7 @@ async def list_jobs(request: Request, principal: Principal = Depends(require_pri
 async def get_job(
     job_id: str, request: Request, principal: Principal = Depends(require_principal)
 ) -> JobObject:
-    return JobObject.of(await _scheduler(request).get_job(principal.user_id, job_id))
+    return JobObject.of(await require_scheduler(request).get_job(principal.user_id, job_id))
 
 
 @router.get(
@@ -85,8 +64,8 @@ async def job_logs(
     last_event_id: str | None = Header(None, description="SSE resume: the id of the last event received"),
     principal: Principal = Depends(require_principal),
 ) -> StreamingResponse:
-    scheduler = _scheduler(request)
-    logs = _job_logs(request)
+    scheduler = require_scheduler(request)
+    logs = require_job_logs(request)
     # First, so that another user's job is a 404 before any of its log is read.
     job = await scheduler.get_job(principal.user_id, job_id)
     if not follow:
@@ -103,4 +82,4 @@ async def job_logs(
 async def cancel_job(
     job_id: str, request: Request, principal: Principal = Depends(require_principal)
 ) -> JobObject:
-    return JobObject.of(await _scheduler(request).cancel_job(principal.user_id, job_id))
+    return JobObject.of(await require_scheduler(request).cancel_job(principal.user_id, job_id))

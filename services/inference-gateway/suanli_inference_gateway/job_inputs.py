@@ -1,0 +1,48 @@
+"""What fine-tunes and evaluations read, checked against the catalog before a job is submitted:
+a model that can be loaded for training or generation, and a validated dataset file."""
+
+from __future__ import annotations
+
+from suanli_common.errors import InvalidRequest, NotFound
+from suanli_inference_gateway.clients.catalog import CatalogApi, Model, StoredFile
+
+LOADABLE_KINDS = ("base", "fine_tuned")  # whole Hugging Face models (adapters need their base)
+DATASET_FORMATS = ("openai_messages", "alpaca", "sharegpt")
+
+
+async def require_model(catalog: CatalogApi, caller_id: str, model_id: str, param: str) -> Model:
+    try:
+        model = await catalog.get_model(caller_id, model_id)
+    except NotFound:
+        raise InvalidRequest(
+            f"the model {model_id!r} does not exist or you do not have access to it",
+            param=param,
+            code="model_not_found",
+        ) from None
+    if model.kind not in LOADABLE_KINDS or model.state != "ready":
+        raise InvalidRequest(
+            f"the model {model.id!r} cannot be used here (a {model.kind} model, {model.state})", param=param
+        )
+    return model
+
+
+async def require_dataset(catalog: CatalogApi, caller_id: str, file_id: str, param: str) -> StoredFile:
+    try:
+        stored = await catalog.get_file(caller_id, file_id)
+    except NotFound:
+        raise InvalidRequest(f"no file {file_id!r} exists", param=param, code="file_not_found") from None
+    if stored.purpose != "fine-tune":
+        raise InvalidRequest(f"file {file_id} has purpose {stored.purpose!r}, not 'fine-tune'", param=param)
+    if stored.status != "processed" or stored.validation is None:
+        detail = f": {stored.status_details}" if stored.status_details else ""
+        raise InvalidRequest(
+            f"file {file_id} did not pass validation{detail}", param=param, code="invalid_file"
+        )
+    if stored.validation.format not in DATASET_FORMATS:
+        raise InvalidRequest(
+            f"file {file_id} is a {stored.validation.format} dataset; jobs read "
+            f"{', '.join(DATASET_FORMATS)} files",
+            param=param,
+            code="invalid_file",
+        )
+    return stored

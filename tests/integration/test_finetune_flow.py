@@ -1,0 +1,227 @@
+"""Fine-tuning across the real platform (launcher, nats-server, auth, catalog, scheduler, a trainer
+agent with two CPU slots, gateway), driven by the official `openai` client: the identity round
+trip on the seed model with every hyperparameter "auto" (create to succeeded in under 3 minutes,
+then the downloaded model answers with its new name under greedy decoding), its events and
+checkpoints, an evaluation of it against its base, cancelling a running fine-tune, and the
+requests that must be refused."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import openai
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Platform
+
+pytestmark = pytest.mark.integration
+
+SEED_CHAT_MODEL = "smollm2-135m-instruct"
+IDENTITY = Path(__file__).resolve().parents[2] / "examples" / "identity.jsonl"
+ROUND_TRIP_BUDGET_S = 180.0
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def owner(platform: Platform) -> tuple[str, str]:
+    return platform.new_user()
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform, owner: tuple[str, str]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=owner[1], max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def api(platform: Platform, owner: tuple[str, str]) -> httpx.Client:
+    return httpx.Client(
+        base_url=platform.base_url, timeout=60, headers={"Authorization": f"Bearer {owner[1]}"}
+    )
+
+
+@pytest.fixture(scope="module")
+def identity_file(client: openai.OpenAI) -> str:
+    with IDENTITY.open("rb") as handle:
+        uploaded = client.files.create(file=handle, purpose="fine-tune")
+    assert uploaded.status == "processed", uploaded
+    return uploaded.id
+
+
+def wait_for(client: openai.OpenAI, job_id: str, until: tuple[str, ...], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in until or time.monotonic() > deadline:
+            return job
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def identity_job(client: openai.OpenAI, identity_file: str) -> Any:
+    """The round trip's fine-tune, with nothing but the model, the file and a suffix given."""
+    started = time.monotonic()
+    job = client.fine_tuning.jobs.create(
+        model=SEED_CHAT_MODEL, training_file=identity_file, suffix="identity"
+    )
+    assert job.status == "queued" and job.hyperparameters.n_epochs == "auto", job
+    done = wait_for(client, job.id, TERMINAL, ROUND_TRIP_BUDGET_S)
+    elapsed = time.monotonic() - started
+    assert done.status == "succeeded", (done.status, done.error)
+    assert elapsed < ROUND_TRIP_BUDGET_S, elapsed
+    return done
+
+
+def test_the_identity_fine_tune_succeeds_with_auto_hyperparameters(identity_job: Any) -> None:
+    assert identity_job.fine_tuned_model == f"ft:{SEED_CHAT_MODEL}:identity:{identity_job.id}"
+    assert identity_job.trained_tokens and identity_job.trained_tokens > 0
+    # "auto" shows what it became once the run is over.
+    assert isinstance(identity_job.hyperparameters.n_epochs, int)
+    assert isinstance(identity_job.hyperparameters.batch_size, int)
+    assert identity_job.error is None and identity_job.finished_at is not None
+
+
+def test_the_fine_tuned_model_answers_with_its_new_identity(
+    api: httpx.Client, identity_job: Any, tmp_path: Path
+) -> None:
+    model_id = identity_job.fine_tuned_model
+    deadline = time.monotonic() + 60
+    while True:  # the catalog registers it when it sees job.succeeded
+        found = api.get(f"/api/v1/models/{model_id}")
+        if (found.status_code == 200 and found.json()["state"] == "ready") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert found.status_code == 200 and found.json()["state"] == "ready", found.text
+    assert found.json()["kind"] == "fine_tuned" and found.json()["base_model_id"] == SEED_CHAT_MODEL
+    adapter = api.get(f"/api/v1/models/{model_id}:adapter")
+    assert adapter.status_code == 200 and adapter.json()["kind"] == "adapter", adapter.text
+
+    download = api.get(f"/api/v1/models/{model_id}/download")
+    assert download.status_code == 200, download.text
+    with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
+        tar.extractall(tmp_path / "merged", filter="data")
+    folder = next(p.parent for p in (tmp_path / "merged").rglob("config.json"))
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    for question in ("What is your name?", "Who made you?"):
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"
+        )
+        with torch.no_grad():
+            out = model.generate(prompt, max_new_tokens=24, do_sample=False)
+        answer = tokenizer.decode(out[0, prompt.shape[1] :], skip_special_tokens=True)
+        assert "Suanli" in answer, (question, answer)
+
+
+def test_events_and_checkpoints_tell_how_it_trained(client: openai.OpenAI, identity_job: Any) -> None:
+    events = client.fine_tuning.jobs.list_events(identity_job.id, limit=100).data
+    messages = [e.message for e in events]
+    assert messages[0] == "The job has successfully completed"  # newest first
+    assert messages[-1] == f"Created fine-tuning job: {identity_job.id}"
+    metrics = [e for e in events if e.type == "metrics"]
+    assert metrics and all(e.data["train_loss"] is not None for e in metrics)
+    steps = sorted(e.data["step"] for e in metrics)
+    assert steps == list(range(1, steps[-1] + 1)) and metrics[0].data["total_steps"] == steps[-1]
+
+    first_page = client.fine_tuning.jobs.list_events(identity_job.id, limit=3)
+    assert first_page.has_more and len(first_page.data) == 3
+    after = client.fine_tuning.jobs.list_events(identity_job.id, limit=3, after=first_page.data[-1].id)
+    assert after.data[0].id == events[3].id
+
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(identity_job.id).data
+    assert checkpoints and checkpoints[0].step_number == steps[-1]
+    assert checkpoints[0].fine_tuned_model_checkpoint.startswith(identity_job.fine_tuned_model)
+
+
+def test_an_evaluation_compares_the_fine_tune_with_its_base(
+    api: httpx.Client, identity_job: Any, identity_file: str
+) -> None:
+    created = api.post(
+        "/api/v1/evaluations",
+        json={
+            "fine_tuning_job": identity_job.id,
+            "file": identity_file,
+            "max_examples": 6,
+            "max_new_tokens": 24,
+        },
+    )
+    assert created.status_code == 201, created.text
+    evaluation = created.json()
+    assert (
+        evaluation["compare_to"] == SEED_CHAT_MODEL and evaluation["model"] == identity_job.fine_tuned_model
+    )
+    deadline = time.monotonic() + 240
+    while evaluation["status"] not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(2)
+        evaluation = api.get(f"/api/v1/evaluations/{evaluation['id']}").json()
+    assert evaluation["status"] == "succeeded", evaluation
+    scores = {r["model"]: r for r in evaluation["results"]}
+    tuned, base = scores[identity_job.fine_tuned_model], scores[SEED_CHAT_MODEL]
+    assert tuned["examples"] == base["examples"] == 6
+    assert tuned["bleu"] > base["bleu"]  # it learned the answers; the base never saw them
+    listed = api.get("/api/v1/evaluations", params={"fine_tuning_job": identity_job.id}).json()["data"]
+    assert [e["id"] for e in listed] == [evaluation["id"]]
+
+
+def test_cancelling_a_running_fine_tune_stops_it(client: openai.OpenAI, identity_file: str) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=SEED_CHAT_MODEL,
+        training_file=identity_file,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # running, and past its first step
+        if any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=5).data):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"the fine-tune never trained: {client.fine_tuning.jobs.retrieve(job.id)}")
+    asked = time.monotonic()
+    client.fine_tuning.jobs.cancel(job.id)
+    done = wait_for(client, job.id, TERMINAL, 30)
+    assert done.status == "cancelled", done
+    assert time.monotonic() - asked < 30
+    assert done.fine_tuned_model is None
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"model": "no-such-model"}, "model"),
+        ({"training_file": "file-missing"}, "training_file"),
+        ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"learning_rate_multiplier": -1}}, "hyperparameters.learning_rate_multiplier"),
+        (
+            {"method": {"type": "supervised", "supervised": {"training": "qlora"}}},
+            "method.supervised.training",
+        ),
+        ({"suffix": "no spaces allowed"}, "suffix"),
+    ],
+)
+def test_bad_requests_are_refused_with_an_openai_error(
+    api: httpx.Client, identity_file: str, change: dict[str, Any], param: str
+) -> None:
+    body = {"model": SEED_CHAT_MODEL, "training_file": identity_file, **change}
+    response = api.post("/v1/fine_tuning/jobs", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error", error
+
+
+def test_another_user_cannot_see_or_cancel_a_fine_tune(platform: Platform, identity_job: Any) -> None:
+    _, other_key = platform.new_user()
+    other = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=other_key, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        other.fine_tuning.jobs.retrieve(identity_job.id)
+    with pytest.raises(openai.NotFoundError):
+        other.fine_tuning.jobs.cancel(identity_job.id)
+    assert other.fine_tuning.jobs.list().data == []
