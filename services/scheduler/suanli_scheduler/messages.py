@@ -42,6 +42,7 @@ class AttemptSeen:
     phase: JobStatus
     exit_code: int = 0
     message: str = ""
+    result_json: str = ""  # a heartbeat may end a job before its report arrives: it carries the result too
 
 
 @dataclass(frozen=True, slots=True)

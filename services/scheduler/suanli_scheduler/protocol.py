@@ -119,6 +119,7 @@ def heartbeat_from_pb(message: pb.AgentHeartbeat) -> Heartbeat:
             STATUS_FROM_PB.get(a.phase, JobStatus.queued),
             a.exit_code,
             a.message,
+            a.result_json,
         )
         for a in message.attempts
     )

@@ -74,6 +74,7 @@ class AgentReports:
                             seen.phase,
                             seen.exit_code,
                             seen.message,
+                            result_json=seen.result_json,
                         )
                     )
             elif not seen.phase.terminal:

@@ -228,6 +228,15 @@ async def test_a_gang_keeps_rank_0s_result_and_a_late_report_still_brings_it(
     await service.on_report(late)
     assert (await stub.GetJob(pb.GetJobRequest(job_id=single.id))).result_json == '{"bleu": 0.5}'
 
+    # A heartbeat that reconciles a success it saw first carries the result itself.
+    beaten = await submit_spec(stub, JobSpec("eval", JobType.evaluation, command="x"))
+    lease, (node,) = await placed(scheduler, stub, beaten.id)
+    seen = AttemptSeen(beaten.id, 1, lease, JobStatus.succeeded, result_json='{"bleu": 0.75}')
+    inventory = NodeInventory(node, "127.0.0.1", (SlotPool("cpu", 1),))
+    await service.on_heartbeat(Heartbeat(inventory, (seen,)))
+    done = await stub.GetJob(pb.GetJobRequest(job_id=beaten.id))
+    assert done.status == pb.JOB_STATUS_SUCCEEDED and done.result_json == '{"bleu": 0.75}'
+
 
 async def test_list_jobs_filters_fine_tunes_and_evaluations(
     scheduler: SchedulerApp, stub: Stub, nodes: HandDrivenNodes

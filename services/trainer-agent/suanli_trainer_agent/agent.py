@@ -360,6 +360,7 @@ class NodeAgent:
                 message=a.message,
                 gpu_type=a.offer.gpu_type,
                 slots=a.slots,
+                result_json=a.result_json,
             )
         beat.sent_at.GetCurrentTime()
         return beat

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,48 @@ async def test_stop_reaches_every_process_of_the_group(tmp_path: Path) -> None:
     await process.stop(grace_s=2)
     await asyncio.sleep(0.2)
     assert not _alive(grandchild)
+
+
+# A job that shrugs off SIGTERM (as a fine-tune runner does while it finishes its step) and
+# writes nothing more, run through a shell under the shim by an "agent" that then sleeps.
+_JOB = """
+import os, pathlib, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: None)
+pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))
+time.sleep(600)
+"""
+_AGENT = """
+import os, subprocess, sys, time
+env = {**os.environ, "SUANLI_AGENT_PID": str(os.getpid()), "SUANLI_STOP_GRACE_S": "1"}
+job = f"{sys.executable} {sys.argv[1]} {sys.argv[2]}"
+shim = [sys.executable, "-m", "suanli_trainer_agent.shim", "/bin/sh", "-c", job]
+subprocess.Popen(shim, env=env, start_new_session=True)
+time.sleep(600)
+"""
+
+
+async def test_a_killed_agents_job_is_killed_after_the_grace_even_under_a_shell(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(_JOB)
+    pidfile = tmp_path / "job.pid"
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _AGENT, str(tmp_path / "job.py"), str(pidfile)
+    )
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        await asyncio.sleep(0.1)
+    job = int(pidfile.read_text())
+    agent.kill()
+    await agent.wait()
+    # The shell dies at the shim's TERM at once; the shim outlives it to send the KILL after 1 s.
+    for _ in range(50):
+        if not _alive(job):
+            break
+        await asyncio.sleep(0.1)
+    alive = _alive(job)
+    if alive:
+        os.kill(job, signal.SIGKILL)
+    assert not alive, "the job outlived its killed agent past the grace period"
 
 
 def _alive(pid: int) -> bool:

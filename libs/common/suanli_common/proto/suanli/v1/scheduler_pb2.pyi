@@ -487,6 +487,7 @@ class AttemptState(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     GPU_TYPE_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     attempt: _builtins.int
     lease_id: _builtins.str
@@ -496,6 +497,8 @@ class AttemptState(_message.Message):
     message: _builtins.str
     gpu_type: _builtins.str
     slots: _builtins.int
+    result_json: _builtins.str
+    """on success, as in the JobReport: a heartbeat that reconciles carries it too"""
     def __init__(
         self,
         *,
@@ -507,10 +510,11 @@ class AttemptState(_message.Message):
         message: _builtins.str = ...,
         gpu_type: _builtins.str = ...,
         slots: _builtins.int = ...,
+        result_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "exit_code", b"exit_code", "gpu_type", b"gpu_type", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "phase", b"phase", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "exit_code", b"exit_code", "gpu_type", b"gpu_type", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "phase", b"phase", "result_json", b"result_json", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
