@@ -1,6 +1,6 @@
 """The round trip a user makes first: LoRA on SmolLM2-135M-Instruct with every hyperparameter "auto"
 on examples/identity.jsonl, then the merged model, decoded greedily, says its new name. About a
-minute of training on two idle CPU cores (30 optimizer steps); several times that when neighbours
+minute of training on two CPU cores (20 optimizer steps); several times that when neighbours
 share the cores, hence the longer timeout."""
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class SupervisedMethod(RequestModel):
     lora: LoraOptions = Field(default_factory=LoraOptions, description="Suanli: LoRA settings")
     max_seq_length: int = Field(2048, ge=16, le=131072, description="Suanli: longer examples are cut")
     checkpoint_every_steps: int | None = Field(
-        None, ge=1, description="Suanli: a checkpoint every this many steps (default: every epoch)"
+        None, ge=1, description="Suanli: a checkpoint every this many steps (default: 50, and at the end)"
     )
 
 
