@@ -315,7 +315,7 @@ def baseline_worker(spec: Spec) -> None:
             self.finished = time.monotonic()
 
     clock = LoopClock()
-    output_dir = tempfile.mkdtemp(prefix="trainer-")
+    output_dir = tempfile.mkdtemp(prefix="trainer-", dir=".")  # the bench's folder, removed after
     args = TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=batch,

@@ -121,12 +121,16 @@ def test_the_fine_tuned_model_answers_with_its_new_identity(
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     for question in ("What is your name?", "Who made you?"):
+        # transformers 5 returns a dict from apply_chat_template with tensors.
         prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"
+            [{"role": "user", "content": question}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
         )
         with torch.no_grad():
-            out = model.generate(prompt, max_new_tokens=24, do_sample=False)
-        answer = tokenizer.decode(out[0, prompt.shape[1] :], skip_special_tokens=True)
+            out = model.generate(**prompt, max_new_tokens=24, do_sample=False)
+        answer = tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
         assert "Suanli" in answer, (question, answer)
 
 

@@ -10,11 +10,19 @@ from typing import Any
 
 import pytest
 
-from suanli_trainer_agent.finetune.batching import Shortcuts, attention_weight, loss_sum, pad, probe
-from suanli_trainer_agent.finetune.data import IGNORE_INDEX, TokenizedExample
-
-torch = pytest.importorskip("torch")
+# Before the imports: without the finetune extra there is no torch.
 pytest.importorskip("peft", reason="the finetune extra is not installed")
+
+import torch
+
+from suanli_trainer_agent.finetune.batching import (
+    Shortcuts,
+    attention_weight,
+    loss_sum,
+    pad,
+    probe,
+)
+from suanli_trainer_agent.finetune.data import IGNORE_INDEX, TokenizedExample
 
 CPU = torch.device("cpu")
 LAYOUTS = {

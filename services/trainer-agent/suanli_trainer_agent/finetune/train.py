@@ -161,7 +161,8 @@ def run(config: FineTuneConfig, stop: StopRequest | None = None) -> dict[str, An
     stop = stop or StopRequest()
     started = time.monotonic()
     check_environment(config)
-    torch.set_num_threads(_cpu_count())  # the slot's cores are the job's alone
+    if not os.environ.get("OMP_NUM_THREADS"):  # an operator's (or the agent's) choice stands
+        torch.set_num_threads(_cpu_count())  # the slot's cores are the job's alone
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(config.model_path)
