@@ -1,13 +1,29 @@
-"""What fine-tunes and evaluations read, checked against the catalog before a job is submitted:
-a model that can be loaded for training or generation, and a validated dataset file."""
+"""What fine-tunes and evaluations share: their inputs, checked against the catalog before a job is
+submitted (a model that can be loaded for training or generation, a validated dataset file), and
+how their jobs' statuses are shown."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from suanli_common.errors import InvalidRequest, NotFound
 from suanli_inference_gateway.clients.catalog import CatalogApi, Model, StoredFile
+from suanli_inference_gateway.clients.scheduler import JobStatus
 
 LOADABLE_KINDS = ("base", "fine_tuned")  # whole Hugging Face models (adapters need their base)
 DATASET_FORMATS = ("openai_messages", "alpaca", "sharegpt")
+
+PublicStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+# How fine-tunes and evaluations show a scheduler job's status (OpenAI's fine-tuning values).
+PUBLIC_STATUS: dict[JobStatus, PublicStatus] = {
+    JobStatus.queued: "queued",
+    JobStatus.preparing: "running",  # staging the model and data on the node
+    JobStatus.running: "running",
+    JobStatus.succeeded: "succeeded",
+    JobStatus.failed: "failed",
+    JobStatus.timed_out: "failed",
+    JobStatus.cancelled: "cancelled",
+}
 
 
 async def require_model(catalog: CatalogApi, caller_id: str, model_id: str, param: str) -> Model:

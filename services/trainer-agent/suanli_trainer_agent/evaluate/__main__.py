@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from suanli_trainer_agent.evaluate.config import EvaluationError, load_config
+from suanli_trainer_agent.finetune.cli import fail
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,29 +29,23 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         examples = load_examples(config.file, config.max_examples)
     except EvaluationError as exc:
-        return _fail(f"evaluation refused: {exc}", 2)
+        return fail(f"evaluation refused: {exc}", 2)
     except ImportError as exc:
-        return _fail(f"evaluation refused: {exc} (install suanli-trainer-agent[finetune])", 2)
+        return fail(f"evaluation refused: {exc} (install suanli-trainer-agent[finetune])", 2)
     try:
         # Heavy imports (torch, transformers) only once the config and the file are known to be good.
         from suanli_trainer_agent.evaluate.run import run
     except ImportError as exc:
-        return _fail(f"evaluation refused: {exc} (install suanli-trainer-agent[finetune])", 2)
+        return fail(f"evaluation refused: {exc} (install suanli-trainer-agent[finetune])", 2)
     try:
         run(config, examples)
     except EvaluationError as exc:
-        return _fail(f"evaluation refused: {exc}", 2)
+        return fail(f"evaluation refused: {exc}", 2)
     except Exception as exc:
         sys.stdout.flush()
         traceback.print_exc()
-        return _fail(f"evaluation crashed: {type(exc).__name__}: {exc}", 1)
+        return fail(f"evaluation crashed: {type(exc).__name__}: {exc}", 1)
     return 0
-
-
-def _fail(message: str, code: int) -> int:
-    sys.stdout.flush()  # the reason must come after every progress line
-    print(message, file=sys.stderr, flush=True)
-    return code
 
 
 if __name__ == "__main__":

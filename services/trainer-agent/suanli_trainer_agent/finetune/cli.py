@@ -30,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except FineTuneError as exc:
-        return _fail(f"fine-tune refused: {exc}", 2)
+        return fail(f"fine-tune refused: {exc}", 2)
     try:
         # Heavy imports (torch, transformers) only once the config is known to be good.
         from suanli_trainer_agent.finetune.train import Interrupted, StopRequest, run
     except ImportError as exc:
-        return _fail(f"fine-tune refused: {exc} (install suanli-trainer-agent[finetune])", 2)
+        return fail(f"fine-tune refused: {exc} (install suanli-trainer-agent[finetune])", 2)
 
     stop = StopRequest()
 
@@ -46,17 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(config, stop)
     except Interrupted as exc:
-        return _fail(f"fine-tune stopped: {exc}", 143)
+        return fail(f"fine-tune stopped: {exc}", 143)
     except FineTuneError as exc:
-        return _fail(f"fine-tune failed: {exc}", 2)
+        return fail(f"fine-tune failed: {exc}", 2)
     except Exception as exc:
         sys.stdout.flush()
         traceback.print_exc()
-        return _fail(f"fine-tune crashed: {type(exc).__name__}: {exc}", 1)
+        return fail(f"fine-tune crashed: {type(exc).__name__}: {exc}", 1)
     return 0
 
 
-def _fail(message: str, code: int) -> int:
+def fail(message: str, code: int) -> int:
+    """Prints why a runner stopped as its last stderr line (what the agent reports); the exit code."""
     sys.stdout.flush()  # the reason must come after every progress line
     print(message, file=sys.stderr, flush=True)
     return code

@@ -20,12 +20,11 @@ from suanli_inference_gateway.clients.scheduler import (
     JobStatus,
     JobType,
 )
-from suanli_inference_gateway.job_inputs import require_dataset, require_model
+from suanli_inference_gateway.job_inputs import PUBLIC_STATUS, require_dataset, require_model
 from suanli_inference_gateway.openai.fine_tuning.protocol import (
     CreateFineTuningJobRequest,
     ErrorObject,
     FineTuningJobObject,
-    FineTuningStatus,
     HyperparametersObject,
     MethodObject,
     SupervisedMethod,
@@ -36,16 +35,6 @@ from suanli_inference_gateway.platform.protocol import optional_unix_seconds, un
 RUNNER_COMMAND = "python -m suanli_trainer_agent.finetune"
 REQUEST_LABEL = "fine_tuning.request"
 CPU = "cpu"  # the slot type of agents without a GPU (SUANLI_AGENT_SLOTS=cpu:N)
-
-_STATUS: dict[JobStatus, FineTuningStatus] = {
-    JobStatus.queued: "queued",
-    JobStatus.preparing: "running",  # staging the model and data on the node
-    JobStatus.running: "running",
-    JobStatus.succeeded: "succeeded",
-    JobStatus.failed: "failed",
-    JobStatus.timed_out: "failed",
-    JobStatus.cancelled: "cancelled",
-}
 
 
 class AcceptedFineTune(BaseModel):
@@ -196,14 +185,15 @@ def fine_tuning_object(job: Job) -> FineTuningJobObject:
     supervised = accepted.supervised
     requested = supervised.hyperparameters
     # After the run, "auto" shows what it became (as OpenAI's objects do).
-    resolved = _result(job).get("hyperparameters") or {}
+    result = _result(job)
+    resolved = result.get("hyperparameters") or {}
     hyperparameters = HyperparametersObject(
         n_epochs=resolved.get("n_epochs", requested.n_epochs),
         batch_size=resolved.get("batch_size", requested.batch_size),
         learning_rate_multiplier=requested.learning_rate_multiplier,
     )
     succeeded = job.status is JobStatus.succeeded
-    trained_tokens = _result(job).get("trained_tokens")
+    trained_tokens = result.get("trained_tokens")
     return FineTuningJobObject(
         id=job.id,
         created_at=unix_seconds(job.created_at),
@@ -225,7 +215,7 @@ def fine_tuning_object(job: Job) -> FineTuningJobObject:
         model=accepted.model,
         organization_id=job.owner_id,
         seed=accepted.seed,
-        status=_STATUS[job.status],
+        status=PUBLIC_STATUS[job.status],
         trained_tokens=trained_tokens if succeeded and isinstance(trained_tokens, int) else None,
         training_file=accepted.training_file,
         validation_file=accepted.validation_file,

@@ -9,12 +9,11 @@ from pydantic import BaseModel, ValidationError
 from suanli_common.errors import InvalidRequest, NotFound
 from suanli_inference_gateway.clients.catalog import CatalogApi
 from suanli_inference_gateway.clients.scheduler import Job, JobSpec, JobStatus, JobType, SchedulerApi
-from suanli_inference_gateway.job_inputs import require_dataset, require_model
+from suanli_inference_gateway.job_inputs import PUBLIC_STATUS, require_dataset, require_model
 from suanli_inference_gateway.platform.evaluations.protocol import (
     CreateEvaluationRequest,
     EvaluationError,
     EvaluationObject,
-    EvaluationStatus,
     ModelScores,
 )
 from suanli_inference_gateway.platform.protocol import optional_unix_seconds, unix_seconds
@@ -22,16 +21,6 @@ from suanli_inference_gateway.platform.protocol import optional_unix_seconds, un
 RUNNER_COMMAND = "python -m suanli_trainer_agent.evaluate"
 REQUEST_LABEL = "evaluation.request"
 JOB_LABEL = "fine_tuning_job"  # set when an evaluation is of a fine-tune, to list them per job
-
-_STATUS: dict[JobStatus, EvaluationStatus] = {
-    JobStatus.queued: "queued",
-    JobStatus.preparing: "running",
-    JobStatus.running: "running",
-    JobStatus.succeeded: "succeeded",
-    JobStatus.failed: "failed",
-    JobStatus.timed_out: "failed",
-    JobStatus.cancelled: "cancelled",
-}
 
 
 class AcceptedEvaluation(BaseModel):
@@ -119,7 +108,7 @@ def evaluation_object(job: Job) -> EvaluationObject:
         error = EvaluationError(code=job.status.value, message=job.status_reason or "the evaluation failed")
     return EvaluationObject(
         id=job.id,
-        status=_STATUS[job.status],
+        status=PUBLIC_STATUS[job.status],
         file=accepted.file,
         model=accepted.model,
         compare_to=accepted.compare_to,
