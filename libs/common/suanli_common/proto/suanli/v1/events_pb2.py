@@ -24,29 +24,34 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from suanli_common.proto.suanli.v1 import scheduler_pb2 as suanli_dot_v1_dot_scheduler__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16suanli/v1/events.proto\x12\tsuanli.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x01\n\rEventEnvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\"\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x14.google.protobuf.Any\";\n\x0bUserCreated\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"/\n\x0cUserSignedIn\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\">\n\rApiKeyCreated\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"D\n\rApiKeyRevoked\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nkey_prefix\x18\x03 \x01(\t\"\xa2\x01\n\x0fModelRegistered\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x12\n\nvisibility\x18\x06 \x01(\t\x12\x15\n\rbase_model_id\x18\x07 \x01(\t\x12\x0c\n\x04path\x18\x08 \x01(\t\"\x87\x01\n\x10\x44\x61tasetValidated\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x10\n\x08\x65xamples\x18\x05 \x01(\x03\x12\x0e\n\x06tokens\x18\x06 \x01(\x03\x12\r\n\x05\x62ytes\x18\x07 \x01(\x03\"\xe2\x01\n\x0fJobStateChanged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x10\n\x08node_ids\x18\x08 \x03(\t\x12\x13\n\x0boutput_path\x18\t \x01(\t\x12\x17\n\x0foutput_model_id\x18\n \x01(\t\x12\x15\n\rbase_model_id\x18\x0b \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16suanli/v1/events.proto\x12\tsuanli.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19suanli/v1/scheduler.proto\"\x98\x01\n\rEventEnvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\"\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x14.google.protobuf.Any\";\n\x0bUserCreated\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"/\n\x0cUserSignedIn\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\">\n\rApiKeyCreated\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"D\n\rApiKeyRevoked\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nkey_prefix\x18\x03 \x01(\t\"\xa2\x01\n\x0fModelRegistered\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x12\n\nvisibility\x18\x06 \x01(\t\x12\x15\n\rbase_model_id\x18\x07 \x01(\t\x12\x0c\n\x04path\x18\x08 \x01(\t\"\x87\x01\n\x10\x44\x61tasetValidated\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x10\n\x08\x65xamples\x18\x05 \x01(\x03\x12\x0e\n\x06tokens\x18\x06 \x01(\x03\x12\r\n\x05\x62ytes\x18\x07 \x01(\x03\"\xe2\x01\n\x0fJobStateChanged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x10\n\x08node_ids\x18\x08 \x03(\t\x12\x13\n\x0boutput_path\x18\t \x01(\t\x12\x17\n\x0foutput_model_id\x18\n \x01(\t\x12\x15\n\rbase_model_id\x18\x0b \x01(\t\">\n\x11\x44\x65ploymentChanged\x12)\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.suanli.v1.Deployment\"\xec\x01\n\rUsageRecorded\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\x15\n\rdeployment_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x15\n\rprompt_tokens\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x08 \x01(\x03\x12\x13\n\x0bstatus_code\x18\t \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x01\x12\x0e\n\x06stream\x18\x0b \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'suanli.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTENVELOPE']._serialized_start=98
-  _globals['_EVENTENVELOPE']._serialized_end=250
-  _globals['_USERCREATED']._serialized_start=252
-  _globals['_USERCREATED']._serialized_end=311
-  _globals['_USERSIGNEDIN']._serialized_start=313
-  _globals['_USERSIGNEDIN']._serialized_end=360
-  _globals['_APIKEYCREATED']._serialized_start=362
-  _globals['_APIKEYCREATED']._serialized_end=424
-  _globals['_APIKEYREVOKED']._serialized_start=426
-  _globals['_APIKEYREVOKED']._serialized_end=494
-  _globals['_MODELREGISTERED']._serialized_start=497
-  _globals['_MODELREGISTERED']._serialized_end=659
-  _globals['_DATASETVALIDATED']._serialized_start=662
-  _globals['_DATASETVALIDATED']._serialized_end=797
-  _globals['_JOBSTATECHANGED']._serialized_start=800
-  _globals['_JOBSTATECHANGED']._serialized_end=1026
+  _globals['_EVENTENVELOPE']._serialized_start=125
+  _globals['_EVENTENVELOPE']._serialized_end=277
+  _globals['_USERCREATED']._serialized_start=279
+  _globals['_USERCREATED']._serialized_end=338
+  _globals['_USERSIGNEDIN']._serialized_start=340
+  _globals['_USERSIGNEDIN']._serialized_end=387
+  _globals['_APIKEYCREATED']._serialized_start=389
+  _globals['_APIKEYCREATED']._serialized_end=451
+  _globals['_APIKEYREVOKED']._serialized_start=453
+  _globals['_APIKEYREVOKED']._serialized_end=521
+  _globals['_MODELREGISTERED']._serialized_start=524
+  _globals['_MODELREGISTERED']._serialized_end=686
+  _globals['_DATASETVALIDATED']._serialized_start=689
+  _globals['_DATASETVALIDATED']._serialized_end=824
+  _globals['_JOBSTATECHANGED']._serialized_start=827
+  _globals['_JOBSTATECHANGED']._serialized_end=1053
+  _globals['_DEPLOYMENTCHANGED']._serialized_start=1055
+  _globals['_DEPLOYMENTCHANGED']._serialized_end=1117
+  _globals['_USAGERECORDED']._serialized_start=1120
+  _globals['_USAGERECORDED']._serialized_end=1356
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from suanli_common.proto.suanli.v1 import scheduler_pb2 as _scheduler_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -307,3 +308,80 @@ class JobStateChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobStateChanged: _TypeAlias = JobStateChanged  # noqa: Y015
+
+@_typing.final
+class DeploymentChanged(_message.Message):
+    """Payload of the scheduler's deployment.* events (deployment.pending, deployment.deploying,
+    deployment.ready, deployment.failed, deployment.stopping, deployment.stopped); the envelope's
+    subject is the deployment id. The gateway keeps its routing table from these.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deployment(self) -> _scheduler_pb2.Deployment: ...
+    def __init__(
+        self,
+        *,
+        deployment: _scheduler_pb2.Deployment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeploymentChanged: _TypeAlias = DeploymentChanged  # noqa: Y015
+
+@_typing.final
+class UsageRecorded(_message.Message):
+    """One answered inference request, published by the gateway as usage.recorded (metering, quotas)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    user_id: _builtins.str
+    api_key_id: _builtins.str
+    deployment_id: _builtins.str
+    model: _builtins.str
+    endpoint: _builtins.str
+    """"chat.completions", "completions", "embeddings" """
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    status_code: _builtins.int
+    duration_ms: _builtins.float
+    stream: _builtins.bool
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        api_key_id: _builtins.str = ...,
+        deployment_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        status_code: _builtins.int = ...,
+        duration_ms: _builtins.float = ...,
+        stream: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "completion_tokens", b"completion_tokens", "deployment_id", b"deployment_id", "duration_ms", b"duration_ms", "endpoint", b"endpoint", "model", b"model", "prompt_tokens", b"prompt_tokens", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageRecorded: _TypeAlias = UsageRecorded  # noqa: Y015

@@ -72,6 +72,37 @@ JOB_STATUS_CANCELLED: JobStatus.ValueType  # 6
 JOB_STATUS_TIMED_OUT: JobStatus.ValueType  # 7
 Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
 
+class _DeploymentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeploymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeploymentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEPLOYMENT_STATUS_UNSPECIFIED: _DeploymentStatus.ValueType  # 0
+    DEPLOYMENT_STATUS_PENDING: _DeploymentStatus.ValueType  # 1
+    DEPLOYMENT_STATUS_DEPLOYING: _DeploymentStatus.ValueType  # 2
+    DEPLOYMENT_STATUS_READY: _DeploymentStatus.ValueType  # 3
+    DEPLOYMENT_STATUS_FAILED: _DeploymentStatus.ValueType  # 4
+    DEPLOYMENT_STATUS_STOPPING: _DeploymentStatus.ValueType  # 5
+    DEPLOYMENT_STATUS_STOPPED: _DeploymentStatus.ValueType  # 6
+
+class DeploymentStatus(_DeploymentStatus, metaclass=_DeploymentStatusEnumTypeWrapper):
+    """---- Deployments ----
+    pending (waiting for slots) -> deploying (slots held; the serving controller starts replicas)
+    -> ready; failed (with the reason) from pending or deploying; a delete moves a live deployment
+    to stopping, and the controller's STOPPED report frees its slots. Stopped deployments stay in
+    the database (so an idempotent create is not repeated) but are not listed or found.
+    """
+
+DEPLOYMENT_STATUS_UNSPECIFIED: DeploymentStatus.ValueType  # 0
+DEPLOYMENT_STATUS_PENDING: DeploymentStatus.ValueType  # 1
+DEPLOYMENT_STATUS_DEPLOYING: DeploymentStatus.ValueType  # 2
+DEPLOYMENT_STATUS_READY: DeploymentStatus.ValueType  # 3
+DEPLOYMENT_STATUS_FAILED: DeploymentStatus.ValueType  # 4
+DEPLOYMENT_STATUS_STOPPING: DeploymentStatus.ValueType  # 5
+DEPLOYMENT_STATUS_STOPPED: DeploymentStatus.ValueType  # 6
+Global___DeploymentStatus: _TypeAlias = DeploymentStatus  # noqa: Y015
+
 @_typing.final
 class JobSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -732,3 +763,266 @@ class JobReport(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobReport: _TypeAlias = JobReport  # noqa: Y015
+
+@_typing.final
+class DeploymentSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_PATH_FIELD_NUMBER: _builtins.int
+    ADAPTER_ID_FIELD_NUMBER: _builtins.int
+    ADAPTER_PATH_FIELD_NUMBER: _builtins.int
+    SERVED_MODEL_FIELD_NUMBER: _builtins.int
+    GPU_TYPE_FIELD_NUMBER: _builtins.int
+    GPU_COUNT_FIELD_NUMBER: _builtins.int
+    MIN_REPLICAS_FIELD_NUMBER: _builtins.int
+    MAX_REPLICAS_FIELD_NUMBER: _builtins.int
+    MAX_MODEL_LEN_FIELD_NUMBER: _builtins.int
+    PUBLIC_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """the catalog model served (a base or a merged fine-tune)"""
+    model_path: _builtins.str
+    """where replicas load it from (a local path, or a URL)"""
+    adapter_id: _builtins.str
+    """a LoRA adapter served on top of the model, or "" """
+    adapter_path: _builtins.str
+    served_model: _builtins.str
+    """the name requests use (`model` in /v1/chat/completions)"""
+    gpu_type: _builtins.str
+    """"": any type with free slots"""
+    gpu_count: _builtins.int
+    """slots per replica (tensor parallelism on GPUs)"""
+    min_replicas: _builtins.int
+    max_replicas: _builtins.int
+    """slots held: gpu_count x max_replicas"""
+    max_model_len: _builtins.int
+    """0: the model's own context length"""
+    public: _builtins.bool
+    """every user may send requests to it (the seed deployment)"""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        model_path: _builtins.str = ...,
+        adapter_id: _builtins.str = ...,
+        adapter_path: _builtins.str = ...,
+        served_model: _builtins.str = ...,
+        gpu_type: _builtins.str = ...,
+        gpu_count: _builtins.int = ...,
+        min_replicas: _builtins.int = ...,
+        max_replicas: _builtins.int = ...,
+        max_model_len: _builtins.int = ...,
+        public: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "adapter_path", b"adapter_path", "gpu_count", b"gpu_count", "gpu_type", b"gpu_type", "max_model_len", b"max_model_len", "max_replicas", b"max_replicas", "min_replicas", b"min_replicas", "model_id", b"model_id", "model_path", b"model_path", "public", b"public", "served_model", b"served_model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeploymentSpec: _TypeAlias = DeploymentSpec  # noqa: Y015
+
+@_typing.final
+class Deployment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    GPU_TYPE_FIELD_NUMBER: _builtins.int
+    NODE_IDS_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    READY_REPLICAS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    owner_id: _builtins.str
+    status: Global___DeploymentStatus.ValueType
+    status_reason: _builtins.str
+    gpu_type: _builtins.str
+    """the type its slots were taken from"""
+    endpoint: _builtins.str
+    """the OpenAI app's base URL (no /v1), once deploying"""
+    ready_replicas: _builtins.int
+    @_builtins.property
+    def spec(self) -> Global___DeploymentSpec: ...
+    @_builtins.property
+    def node_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """nodes whose slots it holds (one entry per replica)"""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        spec: Global___DeploymentSpec | None = ...,
+        status: Global___DeploymentStatus.ValueType = ...,
+        status_reason: _builtins.str = ...,
+        gpu_type: _builtins.str = ...,
+        node_ids: _abc.Iterable[_builtins.str] | None = ...,
+        endpoint: _builtins.str = ...,
+        ready_replicas: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "spec", b"spec", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "endpoint", b"endpoint", "gpu_type", b"gpu_type", "id", b"id", "node_ids", b"node_ids", "owner_id", b"owner_id", "ready_replicas", b"ready_replicas", "spec", b"spec", "status", b"status", "status_reason", b"status_reason", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Deployment: _TypeAlias = Deployment  # noqa: Y015
+
+@_typing.final
+class CreateDeploymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    owner_id: _builtins.str
+    client_request_id: _builtins.str
+    @_builtins.property
+    def spec(self) -> Global___DeploymentSpec: ...
+    def __init__(
+        self,
+        *,
+        owner_id: _builtins.str = ...,
+        client_request_id: _builtins.str = ...,
+        spec: Global___DeploymentSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_request_id", b"client_request_id", "owner_id", b"owner_id", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDeploymentRequest: _TypeAlias = CreateDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class GetDeploymentRequest(_message.Message):
+    """caller_id "" is a service asking (the gateway's routing table, the serving controller): it sees
+    every deployment. A user sees their own and, with include_public, the public ones.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    deployment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        deployment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "deployment_id", b"deployment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeploymentRequest: _TypeAlias = GetDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class ListDeploymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_PUBLIC_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    include_public: _builtins.bool
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        include_public: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "include_public", b"include_public"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeploymentsRequest: _TypeAlias = ListDeploymentsRequest  # noqa: Y015
+
+@_typing.final
+class ListDeploymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Deployment]: ...
+    def __init__(
+        self,
+        *,
+        deployments: _abc.Iterable[Global___Deployment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeploymentsResponse: _TypeAlias = ListDeploymentsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteDeploymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    deployment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        deployment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "deployment_id", b"deployment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteDeploymentRequest: _TypeAlias = DeleteDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class ReportDeploymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    READY_REPLICAS_FIELD_NUMBER: _builtins.int
+    deployment_id: _builtins.str
+    status: Global___DeploymentStatus.ValueType
+    """READY, FAILED or STOPPED (DEPLOYING to update replicas)"""
+    reason: _builtins.str
+    endpoint: _builtins.str
+    ready_replicas: _builtins.int
+    def __init__(
+        self,
+        *,
+        deployment_id: _builtins.str = ...,
+        status: Global___DeploymentStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        ready_replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "endpoint", b"endpoint", "ready_replicas", b"ready_replicas", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDeploymentRequest: _TypeAlias = ReportDeploymentRequest  # noqa: Y015

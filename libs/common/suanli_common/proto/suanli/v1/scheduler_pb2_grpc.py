@@ -59,6 +59,31 @@ class SchedulerServiceStub:
                 request_serializer=suanli_dot_v1_dot_scheduler__pb2.ListGpusRequest.SerializeToString,
                 response_deserializer=suanli_dot_v1_dot_scheduler__pb2.ListGpusResponse.FromString,
                 _registered_method=True)
+        self.CreateDeployment = channel.unary_unary(
+                '/suanli.v1.SchedulerService/CreateDeployment',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.CreateDeploymentRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.GetDeployment = channel.unary_unary(
+                '/suanli.v1.SchedulerService/GetDeployment',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.GetDeploymentRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.ListDeployments = channel.unary_unary(
+                '/suanli.v1.SchedulerService/ListDeployments',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.ListDeploymentsRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.ListDeploymentsResponse.FromString,
+                _registered_method=True)
+        self.DeleteDeployment = channel.unary_unary(
+                '/suanli.v1.SchedulerService/DeleteDeployment',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.DeleteDeploymentRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.ReportDeployment = channel.unary_unary(
+                '/suanli.v1.SchedulerService/ReportDeployment',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.ReportDeploymentRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -94,6 +119,39 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDeployment(self, request, context):
+        """Deployments: a model served by Ray Serve replicas, holding GPU slots of the ledger while it
+        lives. Create is idempotent on client_request_id like SubmitJob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeployments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDeployment(self, request, context):
+        """The serving controller tells what it made of a deployment (ready, failed, stopped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +179,31 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ListGpus,
                     request_deserializer=suanli_dot_v1_dot_scheduler__pb2.ListGpusRequest.FromString,
                     response_serializer=suanli_dot_v1_dot_scheduler__pb2.ListGpusResponse.SerializeToString,
+            ),
+            'CreateDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDeployment,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.CreateDeploymentRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.SerializeToString,
+            ),
+            'GetDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeployment,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.GetDeploymentRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.SerializeToString,
+            ),
+            'ListDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeployments,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.ListDeploymentsRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'DeleteDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeployment,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.DeleteDeploymentRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.SerializeToString,
+            ),
+            'ReportDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDeployment,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.ReportDeploymentRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +341,141 @@ class SchedulerService:
             '/suanli.v1.SchedulerService/ListGpus',
             suanli_dot_v1_dot_scheduler__pb2.ListGpusRequest.SerializeToString,
             suanli_dot_v1_dot_scheduler__pb2.ListGpusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/CreateDeployment',
+            suanli_dot_v1_dot_scheduler__pb2.CreateDeploymentRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/GetDeployment',
+            suanli_dot_v1_dot_scheduler__pb2.GetDeploymentRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/ListDeployments',
+            suanli_dot_v1_dot_scheduler__pb2.ListDeploymentsRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.ListDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/DeleteDeployment',
+            suanli_dot_v1_dot_scheduler__pb2.DeleteDeploymentRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/ReportDeployment',
+            suanli_dot_v1_dot_scheduler__pb2.ReportDeploymentRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,15 @@ class SchedulerServiceStub:
     ListJobs: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListJobsRequest, _scheduler_pb2.ListJobsResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.CancelJobRequest, _scheduler_pb2.Job]
     ListGpus: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListGpusRequest, _scheduler_pb2.ListGpusResponse]
+    CreateDeployment: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.CreateDeploymentRequest, _scheduler_pb2.Deployment]
+    """Deployments: a model served by Ray Serve replicas, holding GPU slots of the ledger while it
+    lives. Create is idempotent on client_request_id like SubmitJob.
+    """
+    GetDeployment: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.GetDeploymentRequest, _scheduler_pb2.Deployment]
+    ListDeployments: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListDeploymentsRequest, _scheduler_pb2.ListDeploymentsResponse]
+    DeleteDeployment: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteDeploymentRequest, _scheduler_pb2.Deployment]
+    ReportDeployment: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ReportDeploymentRequest, _scheduler_pb2.Deployment]
+    """The serving controller tells what it made of a deployment (ready, failed, stopped)."""
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
@@ -47,6 +56,15 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListJobsRequest, _scheduler_pb2.ListJobsResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.CancelJobRequest, _scheduler_pb2.Job]  # type: ignore[assignment]
     ListGpus: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListGpusRequest, _scheduler_pb2.ListGpusResponse]  # type: ignore[assignment]
+    CreateDeployment: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.CreateDeploymentRequest, _scheduler_pb2.Deployment]  # type: ignore[assignment]
+    """Deployments: a model served by Ray Serve replicas, holding GPU slots of the ledger while it
+    lives. Create is idempotent on client_request_id like SubmitJob.
+    """
+    GetDeployment: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.GetDeploymentRequest, _scheduler_pb2.Deployment]  # type: ignore[assignment]
+    ListDeployments: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListDeploymentsRequest, _scheduler_pb2.ListDeploymentsResponse]  # type: ignore[assignment]
+    DeleteDeployment: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteDeploymentRequest, _scheduler_pb2.Deployment]  # type: ignore[assignment]
+    ReportDeployment: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ReportDeploymentRequest, _scheduler_pb2.Deployment]  # type: ignore[assignment]
+    """The serving controller tells what it made of a deployment (ready, failed, stopped)."""
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -83,5 +101,44 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scheduler_pb2.ListGpusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_pb2.ListGpusResponse, _abc.Awaitable[_scheduler_pb2.ListGpusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateDeployment(
+        self,
+        request: _scheduler_pb2.CreateDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Deployment, _abc.Awaitable[_scheduler_pb2.Deployment]]:
+        """Deployments: a model served by Ray Serve replicas, holding GPU slots of the ledger while it
+        lives. Create is idempotent on client_request_id like SubmitJob.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDeployment(
+        self,
+        request: _scheduler_pb2.GetDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Deployment, _abc.Awaitable[_scheduler_pb2.Deployment]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDeployments(
+        self,
+        request: _scheduler_pb2.ListDeploymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.ListDeploymentsResponse, _abc.Awaitable[_scheduler_pb2.ListDeploymentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteDeployment(
+        self,
+        request: _scheduler_pb2.DeleteDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Deployment, _abc.Awaitable[_scheduler_pb2.Deployment]]: ...
+
+    @_abc_1.abstractmethod
+    def ReportDeployment(
+        self,
+        request: _scheduler_pb2.ReportDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Deployment, _abc.Awaitable[_scheduler_pb2.Deployment]]:
+        """The serving controller tells what it made of a deployment (ready, failed, stopped)."""
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
