@@ -9,8 +9,17 @@ import grpc
 
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
+from suanli_scheduler.deployments import DeploymentReport
 from suanli_scheduler.domain import Job
-from suanli_scheduler.protocol import STATUS_TO_PB, TYPE_FROM_PB, spec_from_pb, spec_to_pb
+from suanli_scheduler.protocol import (
+    DEPLOYMENT_STATUS_FROM_PB,
+    STATUS_TO_PB,
+    TYPE_FROM_PB,
+    deployment_spec_from_pb,
+    deployment_to_pb,
+    spec_from_pb,
+    spec_to_pb,
+)
 from suanli_scheduler.service import JobService
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -70,3 +79,35 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             if alive
         ]
         return pb.ListGpusResponse(gpus=gpus)
+
+    # ---- deployments ---------------------------------------------------------------------------
+
+    async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context: Context) -> pb.Deployment:
+        deployment = await self._service.deployments.create(
+            request.owner_id, request.client_request_id, deployment_spec_from_pb(request.spec)
+        )
+        return deployment_to_pb(deployment)
+
+    async def GetDeployment(self, request: pb.GetDeploymentRequest, context: Context) -> pb.Deployment:
+        return deployment_to_pb(await self._service.deployments.get(request.caller_id, request.deployment_id))
+
+    async def ListDeployments(
+        self, request: pb.ListDeploymentsRequest, context: Context
+    ) -> pb.ListDeploymentsResponse:
+        found = await self._service.deployments.list_deployments(request.caller_id, request.include_public)
+        return pb.ListDeploymentsResponse(deployments=[deployment_to_pb(d) for d in found])
+
+    async def DeleteDeployment(self, request: pb.DeleteDeploymentRequest, context: Context) -> pb.Deployment:
+        return deployment_to_pb(
+            await self._service.deployments.delete(request.caller_id, request.deployment_id)
+        )
+
+    async def ReportDeployment(self, request: pb.ReportDeploymentRequest, context: Context) -> pb.Deployment:
+        report = DeploymentReport(
+            deployment_id=request.deployment_id,
+            status=DEPLOYMENT_STATUS_FROM_PB.get(request.status),
+            reason=request.reason,
+            endpoint=request.endpoint,
+            ready_replicas=request.ready_replicas,
+        )
+        return deployment_to_pb(await self._service.deployments.report(report))

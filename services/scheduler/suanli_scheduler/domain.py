@@ -1,4 +1,5 @@
-"""The scheduler's domain types: job specs, jobs, statuses and the job state machine."""
+"""The scheduler's domain types: job specs, jobs, statuses and the job state machine; deployment
+specs, deployments and their statuses."""
 
 from __future__ import annotations
 
@@ -237,4 +238,92 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         model_save_path=volume_relative_path(spec.model_save_path, "model_save_path"),
         gpu_type=spec.gpu_type.strip(),
         fine_tune=fine_tune,
+    )
+
+
+class DeploymentStatus(enum.StrEnum):
+    pending = "pending"  # waiting for slots
+    deploying = "deploying"  # slots held; the serving controller starts the replicas
+    ready = "ready"
+    failed = "failed"
+    stopping = "stopping"  # deleted; the controller drains it and reports it stopped
+    stopped = "stopped"
+
+
+# The statuses in which a deployment holds its slots on the ledger.
+HOLDING_SLOTS = frozenset({DeploymentStatus.deploying, DeploymentStatus.ready, DeploymentStatus.stopping})
+MAX_REPLICAS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSpec:
+    model_id: str
+    model_path: str
+    served_model: str
+    adapter_id: str = ""
+    adapter_path: str = ""
+    gpu_type: str = ""  # "": any one type with free slots
+    gpu_count: int = 1  # slots per replica
+    min_replicas: int = 1
+    max_replicas: int = 1  # slots held: gpu_count x max_replicas
+    max_model_len: int = 0  # 0: the model's own context length
+    public: bool = False
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpu_count * self.max_replicas
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeploymentSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(slots=True)
+class Deployment:
+    id: str
+    owner_id: str
+    spec: DeploymentSpec
+    status: DeploymentStatus
+    status_reason: str
+    gpu_type: str  # the type its slots were taken from
+    node_ids: list[str]  # one entry per replica
+    endpoint: str
+    ready_replicas: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def validate_deployment_spec(spec: DeploymentSpec) -> DeploymentSpec:
+    """Checks what can be checked without the cluster and fills in the defaults (0 on the wire
+    means unset: one slot per replica, one replica; max_replicas is at least min_replicas)."""
+    for param in ("model_id", "model_path", "served_model"):
+        if not getattr(spec, param).strip():
+            raise InvalidRequest(f"a deployment needs {param}", param=param)
+    if spec.gpu_count < 0:
+        raise InvalidRequest("gpu_count must be at least 1", param="gpu_count")
+    if spec.min_replicas < 0 or spec.min_replicas > MAX_REPLICAS:
+        raise InvalidRequest(f"min_replicas must be 1 to {MAX_REPLICAS}", param="min_replicas")
+    if spec.max_replicas < 0 or spec.max_replicas > MAX_REPLICAS:
+        raise InvalidRequest(f"max_replicas must be 1 to {MAX_REPLICAS}", param="max_replicas")
+    min_replicas = spec.min_replicas or 1
+    # A max below the min is raised to it: clients (and the REST API) default max_replicas to 1
+    # and send only the min they want.
+    max_replicas = max(min_replicas, spec.max_replicas)
+    if spec.max_model_len < 0:
+        raise InvalidRequest("max_model_len cannot be negative (0: the model's own)", param="max_model_len")
+    return dataclasses.replace(
+        spec,
+        model_id=spec.model_id.strip(),
+        model_path=spec.model_path.strip(),
+        served_model=spec.served_model.strip(),
+        adapter_id=spec.adapter_id.strip(),
+        adapter_path=spec.adapter_path.strip(),
+        gpu_type=spec.gpu_type.strip(),
+        gpu_count=spec.gpu_count or 1,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
     )

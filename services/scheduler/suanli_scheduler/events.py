@@ -1,4 +1,5 @@
-"""The job.* facts the scheduler publishes, staged in the outbox with the change they report."""
+"""The job.* and deployment.* facts the scheduler publishes, staged in the outbox with the change
+they report."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import PurePosixPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_common.outbox import Outbox
-from suanli_common.proto.suanli.v1.events_pb2 import JobStateChanged
+from suanli_common.proto.suanli.v1.events_pb2 import DeploymentChanged, JobStateChanged
 from suanli_scheduler.domain import JobSpec
-from suanli_scheduler.models import JobRow
+from suanli_scheduler.models import DeploymentRow, JobRow
+from suanli_scheduler.protocol import deployment_to_pb
+from suanli_scheduler.repository import deployment_from_row
 
 # job.queued, job.running, job.succeeded, job.failed, job.cancelled, job.timed_out, job.requeued
 JOB_FACTS = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out", "requeued")
@@ -44,3 +47,15 @@ class JobEvents:
             base_model_id=spec.fine_tune.base_model if spec.fine_tune else "",
         )
         self._outbox.add(session, f"job.{fact}", row.id, payload)
+
+
+class DeploymentEvents:
+    """deployment.<status> (pending, deploying, ready, failed, stopping, stopped) with the whole
+    deployment as it is after the change; the gateway keeps its routing table from them."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def stage(self, session: AsyncSession, row: DeploymentRow) -> None:
+        payload = DeploymentChanged(deployment=deployment_to_pb(deployment_from_row(row)))
+        self._outbox.add(session, f"deployment.{row.status}", row.id, payload)

@@ -21,7 +21,7 @@ from suanli_common.outbox import Outbox
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
 from suanli_scheduler.api import SchedulerServicer
-from suanli_scheduler.events import JobEvents
+from suanli_scheduler.events import DeploymentEvents, JobEvents
 from suanli_scheduler.models import OutboxRow
 from suanli_scheduler.protocol import NatsNodeCommands, subscribe_agents
 from suanli_scheduler.service import JobService
@@ -75,7 +75,9 @@ async def start_scheduler(settings: SchedulerSettings) -> SchedulerApp:
     broker = make_broker(settings.nats_url, service=settings.service_name)
     outbox = Outbox(db, OutboxRow, EventPublisher(broker, settings.service_name), settings.service_name)
     events = JobEvents(outbox, str(settings.resolved_volumes_dir))
-    service = JobService(db, events, NatsNodeCommands(broker), settings)
+    service = JobService(
+        db, events, NatsNodeCommands(broker), settings, deployment_events=DeploymentEvents(outbox)
+    )
     await service.restore()
     subscribe_agents(broker, service)
     await broker.connect()

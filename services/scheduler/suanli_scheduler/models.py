@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanli_common.db import Base, UtcDateTime
@@ -75,6 +75,28 @@ class QuotaRow(SchedulerBase):
     owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     gpu_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     max_gpus: Mapped[int] = mapped_column(Integer)
+
+
+class DeploymentRow(SchedulerBase):
+    """A deployment; its slots are claims on the ledger, one per replica, rebuilt from `node_ids`
+    (replica i holds gpu_count slots of `gpu_type` on node_ids[i]) after a restart."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("owner_id", "client_request_id", name="uq_deployments_request"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_request_id: Mapped[str | None] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)  # spec.public, queryable
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    gpu_type: Mapped[str] = mapped_column(String(64), default="")
+    node_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    endpoint: Mapped[str] = mapped_column(Text, default="")
+    ready_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class OutboxRow(OutboxMixin, SchedulerBase):

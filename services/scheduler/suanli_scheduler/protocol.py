@@ -1,5 +1,6 @@
-"""The agent protocol on NATS, scheduler side: subjects, protobuf <-> domain, the subscribers
-that feed heartbeats and reports to the service, and the publisher of node commands.
+"""The agent protocol on NATS, scheduler side: subjects, protobuf <-> domain (jobs, deployments),
+the subscribers that feed heartbeats and reports to the service, and the publisher of node
+commands.
 
 Heartbeats are core NATS (losing one is harmless; the next one says the same). Commands and
 reports go through JetStream's WORK stream with acknowledgements, so neither is lost while the
@@ -8,17 +9,27 @@ other side is away; both are idempotent (attempt + lease id), so redelivery is h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faststream.nats import NatsBroker, NatsMessage, PullSub
 
 from suanli_common.bus import WORK
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
-from suanli_scheduler.domain import FineTuneSpec, JobSpec, JobStatus, JobType
+from suanli_scheduler.domain import (
+    Deployment,
+    DeploymentSpec,
+    DeploymentStatus,
+    FineTuneSpec,
+    JobSpec,
+    JobStatus,
+    JobType,
+)
 from suanli_scheduler.ledger import NodeInventory, SlotPool
 from suanli_scheduler.messages import AttemptReport, AttemptSeen, Heartbeat, Offer, Stop
-from suanli_scheduler.service import JobService
+
+if TYPE_CHECKING:  # the service's modules import this one (events carry protobuf deployments)
+    from suanli_scheduler.service import JobService
 
 log = get_logger(__name__)
 
@@ -103,6 +114,67 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
         ),
         labels=dict(message.labels),
     )
+
+
+DEPLOYMENT_STATUS_TO_PB = {
+    DeploymentStatus.pending: pb.DEPLOYMENT_STATUS_PENDING,
+    DeploymentStatus.deploying: pb.DEPLOYMENT_STATUS_DEPLOYING,
+    DeploymentStatus.ready: pb.DEPLOYMENT_STATUS_READY,
+    DeploymentStatus.failed: pb.DEPLOYMENT_STATUS_FAILED,
+    DeploymentStatus.stopping: pb.DEPLOYMENT_STATUS_STOPPING,
+    DeploymentStatus.stopped: pb.DEPLOYMENT_STATUS_STOPPED,
+}
+DEPLOYMENT_STATUS_FROM_PB = {v: k for k, v in DEPLOYMENT_STATUS_TO_PB.items()}
+
+
+def deployment_spec_to_pb(spec: DeploymentSpec) -> pb.DeploymentSpec:
+    return pb.DeploymentSpec(
+        model_id=spec.model_id,
+        model_path=spec.model_path,
+        adapter_id=spec.adapter_id,
+        adapter_path=spec.adapter_path,
+        served_model=spec.served_model,
+        gpu_type=spec.gpu_type,
+        gpu_count=spec.gpu_count,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        max_model_len=spec.max_model_len,
+        public=spec.public,
+    )
+
+
+def deployment_spec_from_pb(message: pb.DeploymentSpec) -> DeploymentSpec:
+    # 0 stays 0 here: validation fills in the defaults.
+    return DeploymentSpec(
+        model_id=message.model_id,
+        model_path=message.model_path,
+        served_model=message.served_model,
+        adapter_id=message.adapter_id,
+        adapter_path=message.adapter_path,
+        gpu_type=message.gpu_type,
+        gpu_count=message.gpu_count,
+        min_replicas=message.min_replicas,
+        max_replicas=message.max_replicas,
+        max_model_len=message.max_model_len,
+        public=message.public,
+    )
+
+
+def deployment_to_pb(deployment: Deployment) -> pb.Deployment:
+    message = pb.Deployment(
+        id=deployment.id,
+        owner_id=deployment.owner_id,
+        spec=deployment_spec_to_pb(deployment.spec),
+        status=DEPLOYMENT_STATUS_TO_PB[deployment.status],
+        status_reason=deployment.status_reason,
+        gpu_type=deployment.gpu_type,
+        node_ids=deployment.node_ids,
+        endpoint=deployment.endpoint,
+        ready_replicas=deployment.ready_replicas,
+    )
+    message.created_at.FromDatetime(deployment.created_at)
+    message.updated_at.FromDatetime(deployment.updated_at)
+    return message
 
 
 def heartbeat_from_pb(message: pb.AgentHeartbeat) -> Heartbeat:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from suanli_scheduler.domain import Job, JobSpec, JobStatus
-from suanli_scheduler.models import JobRow, NodeRow, PlacementRow, QuotaRow
+from suanli_scheduler.domain import (
+    HOLDING_SLOTS,
+    Deployment,
+    DeploymentSpec,
+    DeploymentStatus,
+    Job,
+    JobSpec,
+    JobStatus,
+)
+from suanli_scheduler.models import DeploymentRow, JobRow, NodeRow, PlacementRow, QuotaRow
 
 
 def job_from_row(row: JobRow) -> Job:
@@ -26,6 +34,22 @@ def job_from_row(row: JobRow) -> Job:
         started_at=row.started_at,
         finished_at=row.finished_at,
         result_json=row.result_json or "",
+    )
+
+
+def deployment_from_row(row: DeploymentRow) -> Deployment:
+    return Deployment(
+        id=row.id,
+        owner_id=row.owner_id,
+        spec=DeploymentSpec.from_json(row.spec),
+        status=DeploymentStatus(row.status),
+        status_reason=row.status_reason,
+        gpu_type=row.gpu_type,
+        node_ids=list(row.node_ids or []),
+        endpoint=row.endpoint,
+        ready_replicas=row.ready_replicas,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -159,3 +183,49 @@ class JobRepository:
 
     async def quotas(self) -> QuotaTable:
         return QuotaTable((await self.session.scalars(select(QuotaRow))).all())
+
+
+class DeploymentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRow | None:
+        return await self.session.get(DeploymentRow, deployment_id, with_for_update=for_update)
+
+    async def by_request(self, owner_id: str, client_request_id: str) -> DeploymentRow | None:
+        return await self.session.scalar(
+            select(DeploymentRow).where(
+                DeploymentRow.owner_id == owner_id, DeploymentRow.client_request_id == client_request_id
+            )
+        )
+
+    async def list(
+        self, owner_id: str | None, include_public: bool, limit: int = 500
+    ) -> Sequence[DeploymentRow]:
+        """Deployments not stopped, newest first: every one (owner None), or the owner's and, with
+        include_public, the public ones."""
+        query = (
+            select(DeploymentRow)
+            .where(DeploymentRow.status != DeploymentStatus.stopped.value)
+            .order_by(DeploymentRow.created_at.desc(), DeploymentRow.id.desc())
+            .limit(limit)
+        )
+        if owner_id:
+            mine = DeploymentRow.owner_id == owner_id
+            query = query.where(or_(mine, DeploymentRow.public.is_(True)) if include_public else mine)
+        return (await self.session.scalars(query)).all()
+
+    async def pending(self, *, for_update: bool = False) -> Sequence[DeploymentRow]:
+        """Deployments waiting for slots, oldest first (the order they are served in)."""
+        query = (
+            select(DeploymentRow)
+            .where(DeploymentRow.status == DeploymentStatus.pending.value)
+            .order_by(DeploymentRow.created_at, DeploymentRow.id)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).all()
+
+    async def holding_slots(self) -> Sequence[DeploymentRow]:
+        query = select(DeploymentRow).where(DeploymentRow.status.in_([s.value for s in HOLDING_SLOTS]))
+        return (await self.session.scalars(query)).all()

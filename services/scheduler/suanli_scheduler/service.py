@@ -1,9 +1,9 @@
 """The scheduler's domain logic, as one service: submit, cancel and query jobs; feed agent
-heartbeats and reports to the job state machine; place queued jobs and expire leases and run
-times, soon after each change.
+heartbeats and reports to the job state machine; place queued jobs and pending deployments and
+expire leases and run times, soon after each change.
 
 The work itself lives in modules named after it: `intake` (submits), `placement_pass`,
-`reports` (agents), `expiry` and `transitions`; `state` holds what they share.
+`reports` (agents), `expiry`, `transitions` and `deployments`; `state` holds what they share.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from suanli_common.db import Database
 from suanli_common.errors import InvalidRequest, NotFound
 from suanli_common.logging import get_logger
 from suanli_scheduler.batching import GroupCommit
+from suanli_scheduler.deployments import DeploymentService
 from suanli_scheduler.domain import TERMINAL, Job, JobSpec, JobStatus, validate_spec
-from suanli_scheduler.events import JobEvents
+from suanli_scheduler.events import DeploymentEvents, JobEvents
 from suanli_scheduler.expiry import Expiry
 from suanli_scheduler.intake import Intake, Submission
 from suanli_scheduler.leases import Lease, LeaseBook
@@ -48,9 +49,11 @@ class JobService:
         commands: NodeCommands,
         settings: SchedulerSettings,
         *,
+        deployment_events: DeploymentEvents,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._state = SchedulerState(db, events, commands, settings, clock)
+        self._deployments = DeploymentService(self._state, deployment_events)
         self._intake: GroupCommit[Submission, JobRow] = GroupCommit(Intake(self._state).insert_jobs)
         self._agents = AgentReports(self._state)
         self._placement = PlacementPass(self._state)
@@ -59,6 +62,11 @@ class JobService:
     @property
     def ledger(self) -> GpuSlotLedger:
         return self._state.ledger
+
+    @property
+    def deployments(self) -> DeploymentService:
+        """Deployments share the ledger, the lock and the placement pass with jobs."""
+        return self._deployments
 
     @property
     def leases(self) -> LeaseBook:
@@ -71,8 +79,8 @@ class JobService:
     # ---- start-up ----------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Rebuilds the ledger's claims, the lease book and the waiting queue from the database
-        after a restart."""
+        """Rebuilds the ledger's claims (jobs' and deployments'), the lease book and the waiting
+        queue from the database after a restart."""
         state = self._state
         until = state.clock() + state.settings.offer_grace_s
         async with state.db.session() as session:
@@ -99,6 +107,7 @@ class JobService:
                 lease.phases = {p.node_id: p.phase for p in placements}
             for row in await repo.waiting():
                 state.waiting.add(WaitingJob.from_row(row))
+        await self._deployments.restore()
 
     async def close(self) -> None:
         """Ends the batches of submits and reports in progress, before the database closes."""
@@ -187,7 +196,13 @@ class JobService:
         await self._expiry()
 
     async def schedule(self) -> int:
-        """One placement pass over the waiting jobs; returns how many were placed."""
+        """One placement pass over the pending deployments, then the waiting jobs; returns how
+        many jobs were placed."""
+        # Deployments first: a user waits on one interactively (a chat endpoint, the seed model),
+        # there are few of them, and each is placed once for its whole life, while the job queue
+        # turns over; served after jobs, a steady stream of jobs would take every slot freed and
+        # a deployment could wait forever. Jobs' no-overtaking rule stays within the job queue.
+        await self._deployments.place_pending()
         return await self._placement()
 
     # ---- views ---------------------------------------------------------------------------------
