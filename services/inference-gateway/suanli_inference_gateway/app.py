@@ -13,8 +13,10 @@ from suanli_inference_gateway.dependencies import GatewayDeps
 from suanli_inference_gateway.errors import install_error_handlers
 from suanli_inference_gateway.openai.files.router import router as files_router
 from suanli_inference_gateway.openai.fine_tuning.router import router as fine_tuning_router
+from suanli_inference_gateway.openai.inference.router import router as inference_router
 from suanli_inference_gateway.platform.api_keys.router import router as api_keys_router
 from suanli_inference_gateway.platform.auth.router import router as auth_router
+from suanli_inference_gateway.platform.deployments.router import router as deployments_router
 from suanli_inference_gateway.platform.evaluations.router import router as evaluations_router
 from suanli_inference_gateway.platform.gpus.router import router as gpus_router
 from suanli_inference_gateway.platform.jobs.router import router as jobs_router
@@ -34,6 +36,7 @@ def platform_router() -> APIRouter:
     router.include_router(gpus_router)
     router.include_router(models_router)
     router.include_router(evaluations_router)
+    router.include_router(deployments_router)
     return router
 
 
@@ -42,6 +45,7 @@ def openai_router() -> APIRouter:
     router = APIRouter(prefix=OPENAI_PREFIX)
     router.include_router(files_router)
     router.include_router(fine_tuning_router)
+    router.include_router(inference_router)
     return router
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -12,10 +13,14 @@ from suanli_common.errors import Unavailable
 from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.clients.auth import AuthApi
 from suanli_inference_gateway.clients.catalog import CatalogApi
+from suanli_inference_gateway.clients.deployments import DeploymentsApi
 from suanli_inference_gateway.clients.job_logs import JobLogs
 from suanli_inference_gateway.clients.job_metrics import JobMetrics
 from suanli_inference_gateway.clients.scheduler import SchedulerApi
 from suanli_inference_gateway.ratelimit import SignInLimiter
+
+if TYPE_CHECKING:
+    from suanli_inference_gateway.openai.inference.service import Inference
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 
@@ -32,6 +37,8 @@ class GatewayDeps:
     scheduler: SchedulerApi | None = None
     job_logs: JobLogs | None = None
     job_metrics: JobMetrics | None = None
+    deployments: DeploymentsApi | None = None
+    inference: Inference | None = None
 
 
 def gateway_deps(request: Request) -> GatewayDeps:

@@ -7,14 +7,16 @@ import contextlib
 from collections.abc import Generator
 
 import grpc
+import httpx
 import uvicorn
 from faststream.nats import NatsBroker
 
-from suanli_common.bus import declare_streams, make_broker
+from suanli_common.bus import Event, EventPublisher, declare_streams, make_broker, subscribe_events
 from suanli_common.grpc import check_health, make_channel
 from suanli_common.logging import get_logger
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import auth_pb2_grpc, catalog_pb2_grpc, scheduler_pb2_grpc
+from suanli_common.proto.suanli.v1.events_pb2 import DeploymentChanged
 from suanli_inference_gateway.app import create_app
 from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.authentication.key_cache import ApiKeyCache
@@ -22,12 +24,19 @@ from suanli_inference_gateway.authentication.revocations import subscribe_key_re
 from suanli_inference_gateway.clients.auth import AUTH_SERVICE, IDEMPOTENT_METHODS, AuthClient
 from suanli_inference_gateway.clients.catalog import CATALOG_SERVICE, CatalogClient
 from suanli_inference_gateway.clients.catalog import IDEMPOTENT_METHODS as CATALOG_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.deployments import IDEMPOTENT_METHODS as DEPLOYMENT_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.deployments import DeploymentsClient, deployment_of
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
 from suanli_inference_gateway.clients.job_metrics import JetStreamJobMetrics
 from suanli_inference_gateway.clients.scheduler import IDEMPOTENT_METHODS as SCHEDULER_IDEMPOTENT_METHODS
 from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, SchedulerClient
 from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
 from suanli_inference_gateway.health import model_ready_check
+from suanli_inference_gateway.openai.inference.limits import InferenceLimits
+from suanli_inference_gateway.openai.inference.routing import RoutingTable, keep_in_sync
+from suanli_inference_gateway.openai.inference.service import Inference
+from suanli_inference_gateway.openai.inference.upstream import Upstream
+from suanli_inference_gateway.openai.inference.usage import EventUsageSink
 from suanli_inference_gateway.ratelimit import SignInLimiter
 from suanli_inference_gateway.settings import GatewaySettings
 
@@ -81,7 +90,7 @@ async def serve(settings: GatewaySettings) -> None:
         settings.scheduler_address,
         timeout=settings.grpc_timeout_s,
         service=SCHEDULER_SERVICE,
-        idempotent_methods=SCHEDULER_IDEMPOTENT_METHODS,
+        idempotent_methods=SCHEDULER_IDEMPOTENT_METHODS + DEPLOYMENT_IDEMPOTENT_METHODS,
     )
     for name in settings.ready_services:
         if name not in channels:
@@ -93,6 +102,20 @@ async def serve(settings: GatewaySettings) -> None:
         checks[name] = _grpc_check(channels[name], settings.ready_timeout_s)
     if settings.seed_models and "catalog" in settings.ready_services:
         checks["seed_model"] = model_ready_check(catalog, settings.seed_model_id)
+    deployments = DeploymentsClient(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel))
+    routes = RoutingTable()
+
+    async def on_deployment_changed(event: Event[DeploymentChanged]) -> None:
+        routes.apply(deployment_of(event.data.deployment))
+
+    subscribe_events(broker, "deployment.*", DeploymentChanged, on_deployment_changed)
+    upstream_client = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.inference_timeout_s, connect=5.0),
+        limits=httpx.Limits(
+            max_connections=settings.inference_max_connections,
+            max_keepalive_connections=settings.inference_max_connections,
+        ),
+    )
     deps = GatewayDeps(
         auth=auth,
         authenticator=Authenticator(auth, key_cache),
@@ -105,6 +128,15 @@ async def serve(settings: GatewaySettings) -> None:
         # Resolved on use: the broker connects after the app is built.
         job_logs=JetStreamJobLogs(lambda: broker.config.connection_state.stream),
         job_metrics=JetStreamJobMetrics(lambda: broker.config.connection_state.stream),
+        deployments=deployments,
+        inference=Inference(
+            routes=routes,
+            upstream=Upstream(upstream_client),
+            limits=InferenceLimits(
+                settings.inference_requests_per_minute, settings.inference_tokens_per_minute
+            ),
+            usage=EventUsageSink(EventPublisher(broker, "gateway")),
+        ),
     )
     server = _Server(
         uvicorn.Config(
@@ -121,6 +153,7 @@ async def serve(settings: GatewaySettings) -> None:
         await broker.connect()
         await declare_streams(broker)
         await broker.start()
+        syncing = asyncio.ensure_future(keep_in_sync(routes, deployments, settings.routing_resync_s))
         serving = asyncio.ensure_future(server.serve())
         try:
             await asyncio.shield(serving)
@@ -132,6 +165,9 @@ async def serve(settings: GatewaySettings) -> None:
         if server.started is False:
             raise RuntimeError(f"cannot serve HTTP on {settings.http_host}:{settings.http_port}")
     finally:
+        if "syncing" in locals():
+            syncing.cancel()
+        await upstream_client.aclose()
         await broker.stop()
         for channel in channels.values():
             await channel.close()

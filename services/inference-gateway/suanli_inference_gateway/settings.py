@@ -48,6 +48,21 @@ class GatewaySettings(ServiceSettings):
         "/readyz then waits until the seed chat model is ready",
     )
     seed_model_id: str = Field("smollm2-135m-instruct", description="The seed chat model /readyz waits for")
+    inference_requests_per_minute: int = Field(
+        600, ge=1, description="Inference requests an API key may send per minute (429 beyond)"
+    )
+    inference_tokens_per_minute: int = Field(
+        1_000_000, ge=1, description="Prompt and completion tokens an API key may use per minute"
+    )
+    inference_timeout_s: float = Field(
+        600.0, gt=0, description="Deadline of one inference request to a replica (a long generation)"
+    )
+    inference_max_connections: int = Field(
+        1000, ge=1, description="Connections the gateway keeps open to Ray Serve"
+    )
+    routing_resync_s: float = Field(
+        30.0, gt=0, description="How often the routing table is read whole (events update it between)"
+    )
     upload_chunk_bytes: int = Field(64 * 1024, gt=0, description="Size of the blocks an upload streams in")
     upload_timeout_s: float = Field(
         3600.0, gt=0, description="Deadline of a file upload to the catalog (transfer and validation)"

@@ -1,0 +1,160 @@
+"""Calls to a deployment's OpenAI app on Ray Serve, and what comes back: an answer with its token
+usage, or an OpenAI error object with the right status. The replica's own errors (a prompt over
+the context length, say) pass through as it phrased them; a replica that is gone is a 503."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from opentelemetry import propagate
+
+from suanli_common.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    SuanliError,
+    Unauthenticated,
+    Unavailable,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def of(cls, usage: Any) -> TokenUsage:
+        if not isinstance(usage, dict):
+            return cls()
+        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+_BY_STATUS: dict[int, type[SuanliError]] = {
+    400: InvalidRequest,
+    401: Unauthenticated,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidRequest,  # a replica's validation failure is the caller's bad request, as OpenAI says it
+    429: RateLimited,
+}
+
+
+def _error_of(status: int, body: bytes) -> SuanliError:
+    """The replica's error as ours: its message, param and code, under the error of its status."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if not isinstance(error, dict) and isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        error = parsed  # vLLM's older flat shape
+    if status >= 500 or status not in _BY_STATUS:
+        return Unavailable("The model's replica failed while answering. Please retry your request.")
+    if not isinstance(error, dict):
+        text = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
+        error = {"message": text}
+    code = error.get("code")
+    return _BY_STATUS[status](
+        str(error.get("message") or "the model server refused the request"),
+        param=error.get("param") if isinstance(error.get("param"), str) else None,
+        code=str(code) if code is not None and not isinstance(code, int) else None,
+    )
+
+
+def _headers() -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    propagate.inject(headers)  # the replica's spans join the gateway's trace
+    return headers
+
+
+_UNREACHABLE = "The model's replicas are not answering right now. Please retry your request."
+
+
+class Upstream:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def call(self, url: str, payload: dict[str, Any]) -> tuple[bytes, TokenUsage]:
+        try:
+            response = await self._client.post(url, content=json.dumps(payload), headers=_headers())
+        except httpx.TransportError as exc:
+            raise Unavailable(_UNREACHABLE) from exc
+        if response.status_code != 200:
+            raise _error_of(response.status_code, response.content)
+        try:
+            usage = TokenUsage.of(json.loads(response.content).get("usage"))
+        except (ValueError, AttributeError):
+            usage = TokenUsage()
+        return response.content, usage
+
+    async def open_stream(self, url: str, payload: dict[str, Any]) -> httpx.Response:
+        """The replica's response once it has started well; its error before that."""
+        request = self._client.build_request("POST", url, content=json.dumps(payload), headers=_headers())
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise Unavailable(_UNREACHABLE) from exc
+        if response.status_code != 200:
+            body = await response.aread()
+            await response.aclose()
+            raise _error_of(response.status_code, body)
+        return response
+
+
+USAGE_MARK = b'"usage":{'
+EMPTY_CHOICES = b'"choices":[]'
+
+
+class StreamRelay:
+    """Passes a replica's server-sent events through as they come, noting the usage the last
+    event carries (the gateway always asks for it) and leaving that event out when the client
+    did not ask for it itself."""
+
+    def __init__(self, response: httpx.Response, *, client_wants_usage: bool) -> None:
+        self._response = response
+        self._client_wants_usage = client_wants_usage
+        self.usage = TokenUsage()
+        self.completed = False
+
+    async def events(self) -> AsyncIterator[bytes]:
+        buffer = b""
+        try:
+            async for chunk in self._response.aiter_raw():
+                buffer += chunk
+                out = []
+                while (end := buffer.find(b"\n\n")) >= 0:
+                    event, buffer = buffer[: end + 2], buffer[end + 2 :]
+                    if self._keep(event):
+                        out.append(event)
+                if out:
+                    yield b"".join(out)
+            if buffer:
+                yield buffer
+            self.completed = True
+        finally:
+            # Also when the client went away: closing the connection aborts the generation.
+            await self._response.aclose()
+
+    def _keep(self, event: bytes) -> bool:
+        if USAGE_MARK not in event:
+            return True
+        try:
+            data = json.loads(event.removeprefix(b"data: ").strip())
+        except ValueError:
+            return True
+        self.usage = TokenUsage.of(data.get("usage"))
+        return self._client_wants_usage or EMPTY_CHOICES not in event

@@ -1,0 +1,109 @@
+"""/api/v1/deployments: serve a model of the repository behind the OpenAI API. The scheduler owns
+deployments and the slots they hold; the gateway checks the model with the catalog first."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Header, Request, status
+
+from suanli_common.errors import Conflict, InvalidRequest, PermissionDenied, Unavailable
+from suanli_inference_gateway.authentication.dependency import require_principal
+from suanli_inference_gateway.clients.auth import Principal
+from suanli_inference_gateway.clients.deployments import DeploymentsApi, DeploymentSpec
+from suanli_inference_gateway.dependencies import gateway_deps
+from suanli_inference_gateway.job_inputs import require_model
+from suanli_inference_gateway.platform.deployments.protocol import (
+    CreateDeploymentRequest,
+    DeploymentList,
+    DeploymentObject,
+)
+from suanli_inference_gateway.platform.protocol import client_request_id
+
+router = APIRouter(prefix="/deployments", tags=["deployments"])
+
+
+def require_deployments(request: Request) -> DeploymentsApi:
+    deployments = gateway_deps(request).deployments
+    if deployments is None:
+        raise Unavailable("deployments are not available on this gateway")
+    return deployments
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DeploymentObject)
+async def create_deployment(
+    body: CreateDeploymentRequest,
+    request: Request,
+    principal: Principal = Depends(require_principal),
+    deployments: DeploymentsApi = Depends(require_deployments),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> DeploymentObject:
+    if body.adapter:
+        # Ray Serve LLM loads adapters from object storage only; a fine-tune's merged model
+        # (`ft:...`) serves the same weights today.
+        raise InvalidRequest(
+            "Serving a LoRA adapter on its base is not available on this platform yet: deploy the "
+            "fine-tune's merged model instead (the model id without ':adapter').",
+            param="adapter",
+            code="unsupported_parameter",
+        )
+    model = await require_model(gateway_deps(request).catalog, principal.user_id, body.model, "model")
+    if body.max_model_len and model.context_length and body.max_model_len > model.context_length:
+        raise InvalidRequest(
+            f"max_model_len {body.max_model_len} is over the model's context length {model.context_length}",
+            param="max_model_len",
+        )
+    # A retried create that carries its key is the scheduler's to answer (the same deployment).
+    if idempotency_key is None:
+        for existing in await deployments.list(principal.user_id):
+            if existing.owner_id == principal.user_id and existing.spec.served_model == model.id:
+                raise Conflict(
+                    f"You already deploy {model.id!r} as {existing.id} ({existing.status.value}); "
+                    "delete it first or use that one.",
+                    param="model",
+                    code="deployment_exists",
+                )
+    spec = DeploymentSpec(
+        model_id=model.id,
+        model_path=model.path,
+        served_model=model.id,
+        gpu_type=body.gpu_type or "",
+        gpu_count=body.gpu_count,
+        min_replicas=body.min_replicas,
+        max_replicas=body.max_replicas or body.min_replicas,
+        max_model_len=body.max_model_len or 0,
+    )
+    deployment = await deployments.create(principal.user_id, client_request_id(idempotency_key), spec)
+    return DeploymentObject.of(deployment)
+
+
+@router.get("", response_model=DeploymentList)
+async def list_deployments(
+    principal: Principal = Depends(require_principal),
+    deployments: DeploymentsApi = Depends(require_deployments),
+) -> DeploymentList:
+    found = await deployments.list(principal.user_id, include_public=True)
+    return DeploymentList(data=[DeploymentObject.of(d) for d in found])
+
+
+@router.get("/{deployment_id}", response_model=DeploymentObject)
+async def get_deployment(
+    deployment_id: str,
+    principal: Principal = Depends(require_principal),
+    deployments: DeploymentsApi = Depends(require_deployments),
+) -> DeploymentObject:
+    return DeploymentObject.of(await deployments.get(principal.user_id, deployment_id))
+
+
+@router.delete("/{deployment_id}", response_model=DeploymentObject)
+async def delete_deployment(
+    deployment_id: str,
+    principal: Principal = Depends(require_principal),
+    deployments: DeploymentsApi = Depends(require_deployments),
+) -> DeploymentObject:
+    deployment = await deployments.get(principal.user_id, deployment_id)
+    if deployment.owner_id != principal.user_id and principal.role != "admin":
+        raise PermissionDenied(
+            f"Deployment {deployment_id} is shared by the platform; only an administrator may delete it.",
+            code="not_owner",
+        )
+    # An administrator deletes a shared deployment on its owner's behalf.
+    return DeploymentObject.of(await deployments.delete(deployment.owner_id, deployment_id))

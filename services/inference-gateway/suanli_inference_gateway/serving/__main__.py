@@ -1,0 +1,3 @@
+from suanli_inference_gateway.serving.main import main
+
+main()

