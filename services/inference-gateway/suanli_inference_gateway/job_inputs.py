@@ -11,6 +11,7 @@ from suanli_inference_gateway.clients.catalog import CatalogApi, Model, StoredFi
 from suanli_inference_gateway.clients.scheduler import JobStatus
 
 LOADABLE_KINDS = ("base", "fine_tuned")  # whole Hugging Face models (adapters need their base)
+SERVABLE_KINDS = (*LOADABLE_KINDS, "embedding")  # what a deployment serves
 DATASET_FORMATS = ("openai_messages", "alpaca", "sharegpt")
 
 PublicStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -26,7 +27,13 @@ PUBLIC_STATUS: dict[JobStatus, PublicStatus] = {
 }
 
 
-async def require_model(catalog: CatalogApi, caller_id: str, model_id: str, param: str) -> Model:
+async def require_model(
+    catalog: CatalogApi,
+    caller_id: str,
+    model_id: str,
+    param: str,
+    kinds: tuple[str, ...] = LOADABLE_KINDS,
+) -> Model:
     try:
         model = await catalog.get_model(caller_id, model_id)
     except NotFound:
@@ -35,7 +42,7 @@ async def require_model(catalog: CatalogApi, caller_id: str, model_id: str, para
             param=param,
             code="model_not_found",
         ) from None
-    if model.kind not in LOADABLE_KINDS or model.state != "ready":
+    if model.kind not in kinds or model.state != "ready":
         raise InvalidRequest(
             f"the model {model.id!r} cannot be used here (a {model.kind} model, {model.state})", param=param
         )

@@ -60,12 +60,17 @@ def nvml_pools() -> list[SlotPool]:
         pynvml.nvmlShutdown()
 
 
+# Without GPUs, two CPU slots: the seed chat deployment holds one while it lives, and a fine-tune
+# or job can still run beside it.
+DEFAULT_CPU_SLOTS = "cpu:2"
+
+
 def discover(declared: str) -> list[SlotPool]:
     pools = nvml_pools()
     if pools:
         log.info("GPUs found", pools=[(p.gpu_type, p.count) for p in pools])
         return pools
-    pools = parse_slots(declared or "cpu:1")
+    pools = parse_slots(declared or DEFAULT_CPU_SLOTS)
     log.info("no GPU found; declaring configured slots", pools=[(p.gpu_type, p.count) for p in pools])
     return pools
 

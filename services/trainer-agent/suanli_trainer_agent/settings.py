@@ -17,7 +17,7 @@ class AgentSettings(ServiceSettings):
     node_id: str = Field(default_factory=socket.gethostname, description="This node's name in the cluster")
     agent_slots: str = Field(
         "",
-        description="Slots to declare when NVML finds no GPU, e.g. 'cpu:2' or 'A100-80G:4' (default: cpu:1)",
+        description="Slots to declare when NVML finds no GPU, e.g. 'cpu:2' or 'A100-80G:4' (default: cpu:2)",
     )
     agent_address: str = Field("127.0.0.1", description="Address other nodes reach this one at (MASTER_ADDR)")
     agent_port_range: str = Field("29500-29999", description="Rendezvous ports jobs on this node may use")

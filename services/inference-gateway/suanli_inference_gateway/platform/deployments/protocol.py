@@ -13,7 +13,9 @@ MAX_REPLICAS = 16
 
 
 class CreateDeploymentRequest(RequestModel):
-    model: str = Field(min_length=1, description="A ready base or fine-tuned model of the repository")
+    model: str = Field(
+        min_length=1, description="A ready base, fine-tuned or embedding model of the repository"
+    )
     adapter: str | None = Field(None, description="A LoRA adapter of `model` to serve on top of it")
     gpu_type: str | None = Field(None, description="Slots of this type (e.g. `A100-80G`, `cpu`); default any")
     gpu_count: int = Field(1, ge=1, le=8, description="Slots per replica (tensor parallelism on GPUs)")

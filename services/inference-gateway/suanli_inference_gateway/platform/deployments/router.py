@@ -10,7 +10,7 @@ from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.clients.deployments import DeploymentsApi, DeploymentSpec
 from suanli_inference_gateway.dependencies import gateway_deps
-from suanli_inference_gateway.job_inputs import require_model
+from suanli_inference_gateway.job_inputs import SERVABLE_KINDS, require_model
 from suanli_inference_gateway.platform.deployments.protocol import (
     CreateDeploymentRequest,
     DeploymentList,
@@ -45,7 +45,9 @@ async def create_deployment(
             param="adapter",
             code="unsupported_parameter",
         )
-    model = await require_model(gateway_deps(request).catalog, principal.user_id, body.model, "model")
+    model = await require_model(
+        gateway_deps(request).catalog, principal.user_id, body.model, "model", kinds=SERVABLE_KINDS
+    )
     if body.max_model_len and model.context_length and body.max_model_len > model.context_length:
         raise InvalidRequest(
             f"max_model_len {body.max_model_len} is over the model's context length {model.context_length}",
