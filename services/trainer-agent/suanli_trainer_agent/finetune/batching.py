@@ -2,8 +2,8 @@
 Trainer does) pads them into a batch and passes `labels=`; two exact shortcuts do less work:
 
 - logits only where a token is learned: the vocabulary projection and its softmax are about a fifth
-  of a small model's work, and most positions are prompt or padding (`logits_to_keep` with a
-  boolean mask);
+  of a small model's work, and most positions are prompt or padding (the decoder's hidden states
+  at the learned positions only, through the output head);
 - packing: the examples side by side in one row, positions restarting at 0 for each, so no work goes
   to padding; transformers reads the restarts as separate sequences and keeps attention within each
   (masking_utils.find_packed_sequence_indices). Chosen per step where it costs less: its attention
@@ -102,7 +102,7 @@ def loss_sum(
     loss is this sum over the count)."""
     keep = batch.targets != IGNORE_INDEX
     if shortcuts.keep_logits:
-        logits = model(**batch.inputs(device), logits_to_keep=keep.to(device)).logits  # (learned, vocab)
+        logits = kept_logits(model, batch, keep, device)  # (learned, vocab)
         targets = batch.targets[keep]
     else:
         logits = model(**batch.inputs(device)).logits.flatten(0, 1)
@@ -110,6 +110,14 @@ def loss_sum(
     # float(): under autocast the logits are bf16; the loss wants full precision (as transformers').
     loss = F.cross_entropy(logits.float(), targets.to(device), ignore_index=IGNORE_INDEX, reduction="sum")
     return loss, int(keep.sum())
+
+
+def kept_logits(model: Any, batch: Batch, keep: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The logits of the kept positions only: the decoder's hidden states there, through the output
+    head. (transformers' own `logits_to_keep` takes a per-row mask in some releases and not in
+    others; the decoder and the head are there in every causal LM, a peft-wrapped one too.)"""
+    hidden = model.get_decoder()(**batch.inputs(device)).last_hidden_state
+    return model.get_output_embeddings()(hidden[keep.to(device)])
 
 
 # ---- the probe ------------------------------------------------------------------------------------
@@ -157,9 +165,10 @@ def _keeps_logits(
     keep[1, 0] = keep[1, 2] = True
     want = torch.cat([alone[0][1:4], alone[1][[0, 2]]])
     try:
-        got = model(**batch.inputs(device), logits_to_keep=keep.to(device)).logits
-    except Exception:  # an unknown keyword or an index error: this model has no such shortcut
+        got = kept_logits(model, batch, keep, device)
+    except Exception:  # no decoder or head to reach: this model has no such shortcut
         return False
+    # A model whose forward does more than the head (logit scaling, soft-capping) differs here.
     return _close(got, want, tolerance)
 
 
