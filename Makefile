@@ -17,7 +17,7 @@ export SUANLI_HOME ?= $(CURDIR)/var
 
 all: venv
 
-$(STAMP): $(PYPROJECTS) requirements-dev.txt
+$(STAMP): $(PYPROJECTS) requirements-dev.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt $(foreach p,$(EDITABLES),-e '$(p)')

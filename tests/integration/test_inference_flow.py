@@ -3,12 +3,15 @@ controller, which deploys the seed chat model (SmolLM2-135M-Instruct) on `vllm-c
 the gateway routes the official `openai` client and LangChain's `ChatOpenAI` to it. Also: a user's
 own deployment holds a slot until it is deleted, bad requests get OpenAI errors, and another user
 cannot see or touch a deployment that is not theirs, and the packaged MiniLM model deployed for
-embeddings answers /v1/embeddings."""
+embeddings answers /v1/embeddings; a replica killed mid-life is replaced by Ray Serve."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -242,3 +245,38 @@ def test_embeddings_from_the_packaged_minilm_deployment(
     assert [len(item.embedding) for item in answer.data] == [384, 384]
     assert answer.usage.prompt_tokens > 0
     assert api.delete(f"/api/v1/deployments/{deployment_id}").status_code == 200
+
+
+def _replica_pids(deployment_id: str) -> list[int]:
+    """The Ray worker processes of a deployment's vLLM replicas (their titles name the replica)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "SERVE_REPLICA" in title and f"{deployment_id}#LLMServer" in title:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_crashed_replica_is_replaced(seed_deployment: dict[str, Any], api: httpx.Client) -> None:
+    pids = _replica_pids(seed_deployment["id"])
+    assert pids, "no replica process of the seed deployment found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    chat = {"model": SEED_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    statuses = []
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        answer = api.post("/v1/chat/completions", json=chat)
+        statuses.append(answer.status_code)
+        if answer.status_code == 200:
+            break
+        # While Serve replaces the replica, requests fail cleanly, never with a 500.
+        assert answer.status_code in (409, 503), answer.text
+        assert answer.json()["error"]["message"]
+        time.sleep(3)
+    assert statuses[-1] == 200, statuses
+    assert set(_replica_pids(seed_deployment["id"])).isdisjoint(pids)

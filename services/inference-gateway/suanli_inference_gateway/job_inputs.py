@@ -44,7 +44,7 @@ async def require_model(
         ) from None
     if model.kind not in kinds or model.state != "ready":
         raise InvalidRequest(
-            f"the model {model.id!r} cannot be used here (a {model.kind} model, {model.state})", param=param
+            f"the model {model.id!r} cannot be used here (kind {model.kind}, {model.state})", param=param
         )
     return model
 
