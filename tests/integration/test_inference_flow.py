@@ -245,6 +245,9 @@ def test_embeddings_from_the_packaged_minilm_deployment(
     assert [len(item.embedding) for item in answer.data] == [384, 384]
     assert answer.usage.prompt_tokens > 0
     assert api.delete(f"/api/v1/deployments/{deployment_id}").status_code == 200
+    while api.get(f"/api/v1/deployments/{deployment_id}").status_code != 404:
+        assert time.monotonic() < deadline, "the deleted deployment never stopped"
+        time.sleep(2)
 
 
 def _replica_pids(deployment_id: str) -> list[int]:
@@ -256,7 +259,9 @@ def _replica_pids(deployment_id: str) -> list[int]:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "SERVE_REPLICA" in title and f"{deployment_id}#LLMServer" in title:
+            # ray::SERVE_REPLICA::<app>#LLMServer:<model>#... while it starts, then
+            # ray::ServeReplica:<app>:LLMServer:<model>; the app's ingress is not the engine.
+            if title.startswith("ray::") and deployment_id in title and "LLMServer" in title:
                 pids.append(int(entry.name))
     return pids
 

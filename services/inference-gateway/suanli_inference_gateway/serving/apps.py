@@ -40,7 +40,7 @@ def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict
             # A replica whose engine died is restarted by Serve after this many missed checks.
             "health_check_period_s": 10,
             "health_check_timeout_s": 30,
-            "graceful_shutdown_timeout_s": 30,
+            "graceful_shutdown_timeout_s": 10,
         },
         "log_engine_metrics": False,
     }

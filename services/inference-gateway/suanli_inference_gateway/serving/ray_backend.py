@@ -50,9 +50,18 @@ class RayServeBackend:
 
     def stop(self) -> None:
         import ray
+        from ray import serve
 
-        if ray.is_initialized():
-            ray.shutdown()
+        if not ray.is_initialized():
+            return
+        if not self._settings.ray_address:
+            # Our own cluster ends with us: replicas stop their engines first, so no engine
+            # process outlives its replica. A joined cluster keeps serving without its controller.
+            try:
+                serve.shutdown()
+            except Exception as exc:
+                log.warning("serve did not shut down cleanly", error=str(exc))
+        ray.shutdown()
 
     def applications(self) -> dict[str, AppState]:
         from ray import serve
