@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import subprocess
@@ -110,7 +111,10 @@ async def load(url: str, key: str, concurrency: int, requests: int, max_tokens: 
 def start_replica(home: Path) -> tuple[RayServeBackend, str]:
     model_dir = home / "tiny"
     build_tiny(model_dir)
-    settings = ServingSettings(home=home, serve_port=free_port(), ray_num_cpus=8)
+    # The engine's threads spin on the cores they own: bound to core 0, they leave the others to
+    # the HTTP processes measured here (Serve's proxy, the gateway, LiteLLM), as a deployment
+    # that fronts a CPU engine would.
+    settings = ServingSettings(home=home, serve_port=free_port(), ray_num_cpus=8, cpu_threads_bind="0")
     backend = RayServeBackend(settings)
     backend.start()
     deployment = Deployment(
@@ -220,6 +224,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
 
+    # Ray's logging setup turns on httpx's per-request lines: noise, and work on the client side.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     home = Path(tempfile.mkdtemp(prefix="suanli-bench-gateway-"))
     scheduler_port = free_port()
     platform_env = {

@@ -46,7 +46,10 @@ def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict
     }
     if is_cpu(deployment.gpu_type or spec.gpu_type):
         config["accelerator_config"] = {"kind": "cpu"}
-        config["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": f"{settings.cpu_kv_cache_gib:g}"}}
+        env = {"VLLM_CPU_KVCACHE_SPACE": f"{settings.cpu_kv_cache_gib:g}"}
+        if settings.cpu_threads_bind:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_threads_bind
+        config["runtime_env"] = {"env_vars": env}
     else:
         engine["tensor_parallel_size"] = spec.gpu_count
     config["engine_kwargs"] = engine

@@ -30,6 +30,11 @@ class ServingSettings(ServiceSettings):
     cpu_kv_cache_gib: float = Field(
         1.0, gt=0, description="KV cache of a vLLM replica on the CPU (VLLM_CPU_KVCACHE_SPACE)"
     )
+    cpu_threads_bind: str = Field(
+        "",
+        description="Cores a CPU replica's engine threads are bound to (VLLM_CPU_OMP_THREADS_BIND, e.g. "
+        "'0' or '0-5'); empty: vLLM's choice, every core. Leave some to the gateway and Serve's proxy",
+    )
     enforce_eager: bool = Field(
         True, description="Skip vLLM's graph compilation: replicas start tens of seconds sooner"
     )
