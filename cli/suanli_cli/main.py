@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from suanli_cli.commands import auth, files, fine_tunes, gpus, jobs, keys, models
+from suanli_cli.commands import auth, deployments, files, fine_tunes, gpus, jobs, keys, models
 from suanli_cli.launcher.command import up
 from suanli_cli.output import SuanliGroup
 
@@ -38,6 +38,8 @@ app.add_typer(files.app, name="files")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(fine_tunes.app, name="fine-tunes")
 app.command(name="gpus")(gpus.gpus)
+app.add_typer(deployments.app, name="deployments")
+app.command(name="chat")(deployments.chat)
 
 
 if __name__ == "__main__":

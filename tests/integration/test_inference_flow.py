@@ -7,6 +7,7 @@ embeddings answers /v1/embeddings; a replica killed mid-life is replaced by Ray 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -285,3 +286,27 @@ def test_a_crashed_replica_is_replaced(seed_deployment: dict[str, Any], api: htt
         time.sleep(3)
     assert statuses[-1] == 200, statuses
     assert set(_replica_pids(seed_deployment["id"])).isdisjoint(pids)
+
+
+def test_the_cli_lists_deployments_and_chats(
+    seed_deployment: dict[str, Any], platform: Platform, owner: tuple[str, str], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from suanli_cli.main import app
+
+    env = {
+        "SUANLI_API_URL": platform.base_url,
+        "SUANLI_API_KEY": owner[1],
+        "SUANLI_CONFIG": str(tmp_path / "c.json"),
+    }
+    runner = CliRunner()
+    listed = runner.invoke(app, ["deployments", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert seed_deployment["id"] in [d["id"] for d in json.loads(listed.stdout)["data"]]
+    chatted = runner.invoke(app, ["chat", "Say hi.", "--max-tokens", "8", "--json"], env=env)
+    assert chatted.exit_code == 0, chatted.output
+    answer = json.loads(chatted.stdout)
+    assert answer["content"] and answer["usage"]["completion_tokens"] > 0
+    missing = runner.invoke(app, ["chat", "hi", "--model", "no-such-model"], env=env)
+    assert missing.exit_code == 1 and "no-such-model" in missing.output
