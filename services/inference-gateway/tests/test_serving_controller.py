@@ -139,10 +139,10 @@ async def test_applications_no_deployment_wants_are_removed(serve: FakeServe) ->
 
 
 def test_cpu_slots_run_the_cpu_engine_and_gpus_tensor_parallel() -> None:
-    settings = ServingSettings(cpu_kv_cache_gib=2)
+    settings = ServingSettings(cpu_kv_cache_gib=2, cpu_threads_bind="0")
     cpu = llm_config_kwargs(deploying(gpu_type="cpu"), settings)
     assert cpu["accelerator_config"] == {"kind": "cpu"}
-    assert cpu["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert cpu["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "0"}
     assert cpu["engine_kwargs"]["max_model_len"] == 512
     assert cpu["model_loading_config"] == {"model_id": "m", "model_source": "/models/m"}
     gpu_deployment = replace(deploying(gpu_type="A100-80G"), spec=replace(deploying().spec, gpu_count=2))
