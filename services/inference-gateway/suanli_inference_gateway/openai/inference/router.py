@@ -125,14 +125,12 @@ async def _forward(
     # Always ask the engine for the usage, to meter it; the client gets it only if it asked.
     payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
     response = await inference.upstream.open_stream(url, payload)
-    relay = StreamRelay(response, client_wants_usage=client_wants_usage)
-
-    async def events() -> Any:
-        try:
-            async for chunk in relay.events():
-                yield chunk
-        finally:
-            # 499: the client went away before the end (nginx's name for it).
-            record(relay.usage, 200 if relay.completed else 499)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    # 499 when the client went away before the end (nginx's name for it).
+    relay = StreamRelay(
+        response,
+        client_wants_usage=client_wants_usage,
+        on_end=lambda usage, completed: record(usage, 200 if completed else 499),
+    )
+    return StreamingResponse(
+        relay.events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+    )

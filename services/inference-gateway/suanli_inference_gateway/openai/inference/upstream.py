@@ -5,7 +5,7 @@ the context length, say) pass through as it phrased them; a replica that is gone
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,11 +122,18 @@ EMPTY_CHOICES = b'"choices":[]'
 class StreamRelay:
     """Passes a replica's server-sent events through as they come, noting the usage the last
     event carries (the gateway always asks for it) and leaving that event out when the client
-    did not ask for it itself."""
+    did not ask for it itself; `on_end(usage, completed)` once the stream is over or cut."""
 
-    def __init__(self, response: httpx.Response, *, client_wants_usage: bool) -> None:
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        client_wants_usage: bool,
+        on_end: Callable[[TokenUsage, bool], None],
+    ) -> None:
         self._response = response
         self._client_wants_usage = client_wants_usage
+        self._on_end = on_end
         self.usage = TokenUsage()
         self.completed = False
 
@@ -148,6 +155,7 @@ class StreamRelay:
         finally:
             # Also when the client went away: closing the connection aborts the generation.
             await self._response.aclose()
+            self._on_end(self.usage, self.completed)
 
     def _keep(self, event: bytes) -> bool:
         if USAGE_MARK not in event:
