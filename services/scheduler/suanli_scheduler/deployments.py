@@ -51,9 +51,13 @@ class _Placed:
     node_ids: list[str]
 
 
+def replica_claim_id(deployment_id: str, replica: int) -> str:
+    return f"{deployment_id}/{replica}"
+
+
 def replica_claims(row: DeploymentRow) -> list[tuple[str, str]]:
     """(node, claim id) of every replica the deployment was placed with."""
-    return [(node_id, f"{row.id}/{i}") for i, node_id in enumerate(row.node_ids or [])]
+    return [(node_id, replica_claim_id(row.id, i)) for i, node_id in enumerate(row.node_ids or [])]
 
 
 def check_deployable(spec: DeploymentSpec, nodes: Sequence[NodeInventory], quota: int | None) -> None:
@@ -258,12 +262,13 @@ class DeploymentService:
                 if not isinstance(decision, Placement):
                     break
                 node_id = decision.node_ids[0]
-                ledger.claim(node_id, Claim(f"{deployment_id}/{i}", owner_id, gpu_type, spec.gpu_count))
+                claim = Claim(replica_claim_id(deployment_id, i), owner_id, gpu_type, spec.gpu_count)
+                ledger.claim(node_id, claim)
                 nodes.append(node_id)
             if len(nodes) == spec.max_replicas:
                 return _Placed(gpu_type, nodes)
             for i in range(len(nodes)):
-                ledger.release(f"{deployment_id}/{i}")
+                ledger.release(replica_claim_id(deployment_id, i))
             best = max(best, len(nodes))
         return (
             f"waiting for capacity: needs {spec.max_replicas} replica(s) of {spec.gpu_count} free "
@@ -332,7 +337,7 @@ class DeploymentService:
         """Releases claims taken for a unit of work that did not commit."""
         if placed is not None:
             for i in range(len(placed.node_ids)):
-                self._state.ledger.release(f"{deployment_id}/{i}")
+                self._state.ledger.release(replica_claim_id(deployment_id, i))
 
 
 def _visible(row: DeploymentRow, caller_id: str, *, public_too: bool) -> bool:
