@@ -43,17 +43,10 @@ class ServeBackend(Protocol):
     def endpoint(self, deployment_id: str) -> str: ...
 
 
-@dataclass(slots=True)
-class _Reported:
-    status: DeploymentStatus
-    replicas: int
-
-
 class ServingController:
     def __init__(self, deployments: DeploymentsApi, serve: ServeBackend) -> None:
         self._deployments = deployments
         self._serve = serve
-        self._reported: dict[str, _Reported] = {}
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -81,9 +74,9 @@ class ServingController:
     async def _converge(self, deployment: Deployment, app: AppState | None) -> None:
         status = deployment.status
         if status in (DeploymentStatus.deploying, DeploymentStatus.ready):
-            if app is None or app.status == DELETING:
-                if app is None:
-                    await self._start(deployment)
+            # An app still being deleted (a redeploy of the same id) is started once it is gone.
+            if app is None:
+                await self._start(deployment)
             elif app.status == RUNNING:
                 await self._report_ready(deployment, app)
             elif app.status == DEPLOY_FAILED and status == DeploymentStatus.deploying:
@@ -135,16 +128,11 @@ class ServingController:
         endpoint: str = "",
         replicas: int = 0,
     ) -> None:
-        last = self._reported.get(deployment.id)
-        if last is not None and last.status == status and last.replicas == replicas and not reason:
-            return
+        # Said once: the next pass reads the deployment as this report left it.
         await self._deployments.report(
             deployment.id, status, reason=reason, endpoint=endpoint, ready_replicas=replicas
         )
-        self._reported[deployment.id] = _Reported(status, replicas)
         log.info("deployment reported", deployment_id=deployment.id, status=status.value, reason=reason)
-        if status in (DeploymentStatus.stopped, DeploymentStatus.failed):
-            self._reported.pop(deployment.id, None)
 
     async def _remove_orphans(self, wanted: Sequence[Deployment], apps: dict[str, AppState]) -> None:
         known = {d.id for d in wanted}
