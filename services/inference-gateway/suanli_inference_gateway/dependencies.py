@@ -65,3 +65,10 @@ def require_job_metrics(request: Request) -> JobMetrics:
     if metrics is None:
         raise Unavailable("job metrics are not available on this gateway")
     return metrics
+
+
+def require_deployments(request: Request) -> DeploymentsApi:
+    deployments = gateway_deps(request).deployments
+    if deployments is None:
+        raise Unavailable("deployments are not available on this gateway")
+    return deployments

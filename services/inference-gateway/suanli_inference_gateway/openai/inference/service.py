@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from suanli_common.errors import Unavailable
+from suanli_inference_gateway.dependencies import gateway_deps
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
 from suanli_inference_gateway.openai.inference.routing import RoutingTable
 from suanli_inference_gateway.openai.inference.upstream import Upstream
@@ -22,7 +23,7 @@ class Inference:
 
 
 def require_inference(request: Request) -> Inference:
-    inference: Inference | None = request.app.state.deps.inference
+    inference = gateway_deps(request).inference
     if inference is None:
         raise Unavailable("inference is not available on this gateway")
     return inference

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Request, status
 
-from suanli_common.errors import Conflict, InvalidRequest, PermissionDenied, Unavailable
+from suanli_common.errors import Conflict, InvalidRequest, PermissionDenied
 from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.clients.deployments import DeploymentsApi, DeploymentSpec
-from suanli_inference_gateway.dependencies import gateway_deps
+from suanli_inference_gateway.dependencies import gateway_deps, require_deployments
 from suanli_inference_gateway.job_inputs import SERVABLE_KINDS, require_model
 from suanli_inference_gateway.platform.deployments.protocol import (
     CreateDeploymentRequest,
@@ -19,13 +19,6 @@ from suanli_inference_gateway.platform.deployments.protocol import (
 from suanli_inference_gateway.platform.protocol import client_request_id
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
-
-
-def require_deployments(request: Request) -> DeploymentsApi:
-    deployments = gateway_deps(request).deployments
-    if deployments is None:
-        raise Unavailable("deployments are not available on this gateway")
-    return deployments
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DeploymentObject)
