@@ -184,6 +184,14 @@ def test_a_prompt_over_the_context_length_is_a_400(
     assert invalid_json.status_code == 400 and invalid_json.json()["error"]["code"] == "invalid_json"
 
 
+def wait_until_gone(api: httpx.Client, deployment_id: str, timeout_s: float) -> None:
+    """A deleted deployment drains, then is stopped: not found any more."""
+    deadline = time.monotonic() + timeout_s
+    while api.get(f"/api/v1/deployments/{deployment_id}").status_code != 404:
+        assert time.monotonic() < deadline, "the deleted deployment never stopped"
+        time.sleep(2)
+
+
 def _cpu_used(api: httpx.Client) -> int:
     gpus = api.get("/api/v1/gpus")
     assert gpus.status_code == 200, gpus.text
@@ -213,10 +221,7 @@ def test_a_deployment_holds_its_slot_until_deleted_and_only_its_owner_sees_it(
 
     deleted = api.delete(f"/api/v1/deployments/{deployment['id']}")
     assert deleted.status_code == 200 and deleted.json()["status"] in ("stopping", "stopped")
-    deadline = time.monotonic() + 180
-    while api.get(f"/api/v1/deployments/{deployment['id']}").status_code != 404:
-        assert time.monotonic() < deadline, "the deleted deployment never stopped"
-        time.sleep(2)
+    wait_until_gone(api, deployment["id"], timeout_s=180)
     assert _cpu_used(api) == before
 
 
@@ -246,9 +251,7 @@ def test_embeddings_from_the_packaged_minilm_deployment(
     assert [len(item.embedding) for item in answer.data] == [384, 384]
     assert answer.usage.prompt_tokens > 0
     assert api.delete(f"/api/v1/deployments/{deployment_id}").status_code == 200
-    while api.get(f"/api/v1/deployments/{deployment_id}").status_code != 404:
-        assert time.monotonic() < deadline, "the deleted deployment never stopped"
-        time.sleep(2)
+    wait_until_gone(api, deployment_id, timeout_s=180)
 
 
 def _replica_pids(deployment_id: str) -> list[int]:
