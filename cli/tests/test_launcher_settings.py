@@ -26,6 +26,7 @@ def test_embedded_nats_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         "SUANLI_AUTH_GRPC_PORT",
         "SUANLI_CATALOG_GRPC_PORT",
         "SUANLI_SCHEDULER_GRPC_PORT",
+        "SUANLI_RAG_GRPC_PORT",
         "SUANLI_SERVE_PORT",
     ]
 

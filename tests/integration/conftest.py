@@ -69,6 +69,7 @@ class Platform:
         self.auth_grpc_port = free_port()
         self.catalog_grpc_port = free_port()
         self.scheduler_grpc_port = free_port()
+        self.rag_grpc_port = free_port()
         self.serve_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         env = {k: v for k, v in os.environ.items() if k != "SUANLI_NATS_URL"}
@@ -79,6 +80,7 @@ class Platform:
             SUANLI_AUTH_GRPC_PORT=str(self.auth_grpc_port),
             SUANLI_CATALOG_GRPC_PORT=str(self.catalog_grpc_port),
             SUANLI_SCHEDULER_GRPC_PORT=str(self.scheduler_grpc_port),
+            SUANLI_RAG_GRPC_PORT=str(self.rag_grpc_port),
             SUANLI_AGENT_SLOTS="cpu:2",
             SUANLI_SERVE_PORT=str(self.serve_port),
             # Ray and vLLM take minutes and gigabytes: only the inference tests turn serving on.

@@ -24,6 +24,7 @@ def platform_services(settings: LauncherSettings) -> list[PlatformService]:
         PlatformService("catalog", "suanli_catalog", settings.catalog_grpc_port),
         PlatformService("scheduler", "suanli_scheduler", settings.scheduler_grpc_port),
         PlatformService("trainer-agent", "suanli_trainer_agent"),
+        PlatformService("rag", "suanli_rag", settings.rag_grpc_port),
     ]
     if settings.serving:
         # The Ray driver that runs deployments; the gateway does not wait for it (Ray takes seconds).
@@ -45,6 +46,8 @@ def service_env(settings: LauncherSettings, parent_env: Mapping[str, str]) -> di
         "SUANLI_CATALOG_ADDRESS": f"127.0.0.1:{settings.catalog_grpc_port}",
         "SUANLI_SCHEDULER_GRPC_PORT": str(settings.scheduler_grpc_port),
         "SUANLI_SCHEDULER_ADDRESS": f"127.0.0.1:{settings.scheduler_grpc_port}",
+        "SUANLI_RAG_GRPC_PORT": str(settings.rag_grpc_port),
+        "SUANLI_RAG_ADDRESS": f"127.0.0.1:{settings.rag_grpc_port}",
         "SUANLI_SERVE_PORT": str(settings.serve_port),
         # Children write through a pipe: without this their output would come in 8 KiB bursts.
         "PYTHONUNBUFFERED": "1",

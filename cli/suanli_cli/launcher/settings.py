@@ -17,6 +17,7 @@ class LauncherSettings(ServiceSettings):
     auth_grpc_port: int = Field(50051, description="Port of the auth gRPC API")
     catalog_grpc_port: int = Field(50052, description="Port of the catalog gRPC API")
     scheduler_grpc_port: int = Field(50053, description="Port of the scheduler gRPC API")
+    rag_grpc_port: int = Field(50054, description="Port of the rag gRPC API")
     serve_port: int = Field(8000, description="Port of Ray Serve's HTTP proxy (the gateway's upstream)")
     serving: bool = Field(
         True,

@@ -29,6 +29,7 @@ def port_claims(settings: LauncherSettings) -> list[PortClaim]:
         PortClaim(settings.auth_grpc_port, "auth gRPC", "SUANLI_AUTH_GRPC_PORT"),
         PortClaim(settings.catalog_grpc_port, "catalog gRPC", "SUANLI_CATALOG_GRPC_PORT"),
         PortClaim(settings.scheduler_grpc_port, "scheduler gRPC", "SUANLI_SCHEDULER_GRPC_PORT"),
+        PortClaim(settings.rag_grpc_port, "rag gRPC", "SUANLI_RAG_GRPC_PORT"),
     ]
     if settings.serving:
         claims.append(PortClaim(settings.serve_port, "Ray Serve HTTP", "SUANLI_SERVE_PORT"))

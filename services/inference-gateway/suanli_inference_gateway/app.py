@@ -14,12 +14,14 @@ from suanli_inference_gateway.errors import install_error_handlers
 from suanli_inference_gateway.openai.files.router import router as files_router
 from suanli_inference_gateway.openai.fine_tuning.router import router as fine_tuning_router
 from suanli_inference_gateway.openai.inference.router import router as inference_router
+from suanli_inference_gateway.openai.vector_stores.router import router as vector_stores_router
 from suanli_inference_gateway.platform.api_keys.router import router as api_keys_router
 from suanli_inference_gateway.platform.auth.router import router as auth_router
 from suanli_inference_gateway.platform.deployments.router import router as deployments_router
 from suanli_inference_gateway.platform.evaluations.router import router as evaluations_router
 from suanli_inference_gateway.platform.gpus.router import router as gpus_router
 from suanli_inference_gateway.platform.jobs.router import router as jobs_router
+from suanli_inference_gateway.platform.knowledge_bases.router import router as knowledge_bases_router
 from suanli_inference_gateway.platform.models.router import router as models_router
 from suanli_inference_gateway.settings import GatewaySettings
 
@@ -37,6 +39,7 @@ def platform_router() -> APIRouter:
     router.include_router(models_router)
     router.include_router(evaluations_router)
     router.include_router(deployments_router)
+    router.include_router(knowledge_bases_router)
     return router
 
 
@@ -46,6 +49,7 @@ def openai_router() -> APIRouter:
     router.include_router(files_router)
     router.include_router(fine_tuning_router)
     router.include_router(inference_router)
+    router.include_router(vector_stores_router)
     return router
 
 

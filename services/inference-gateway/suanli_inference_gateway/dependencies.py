@@ -16,6 +16,7 @@ from suanli_inference_gateway.clients.catalog import CatalogApi
 from suanli_inference_gateway.clients.deployments import DeploymentsApi
 from suanli_inference_gateway.clients.job_logs import JobLogs
 from suanli_inference_gateway.clients.job_metrics import JobMetrics
+from suanli_inference_gateway.clients.rag import RagApi
 from suanli_inference_gateway.clients.scheduler import SchedulerApi
 from suanli_inference_gateway.ratelimit import SignInLimiter
 
@@ -39,6 +40,7 @@ class GatewayDeps:
     job_metrics: JobMetrics | None = None
     deployments: DeploymentsApi | None = None
     inference: Inference | None = None
+    rag: RagApi | None = None
 
 
 def gateway_deps(request: Request) -> GatewayDeps:
@@ -72,3 +74,10 @@ def require_deployments(request: Request) -> DeploymentsApi:
     if deployments is None:
         raise Unavailable("deployments are not available on this gateway")
     return deployments
+
+
+def require_rag(request: Request) -> RagApi:
+    rag = gateway_deps(request).rag
+    if rag is None:
+        raise Unavailable("knowledge bases are not available on this gateway")
+    return rag

@@ -16,7 +16,7 @@ from suanli_common.bus import Event, EventPublisher, declare_streams, make_broke
 from suanli_common.grpc import check_health, make_channel
 from suanli_common.logging import get_logger
 from suanli_common.process import run_service
-from suanli_common.proto.suanli.v1 import auth_pb2_grpc, catalog_pb2_grpc, scheduler_pb2_grpc
+from suanli_common.proto.suanli.v1 import auth_pb2_grpc, catalog_pb2_grpc, rag_pb2_grpc, scheduler_pb2_grpc
 from suanli_common.proto.suanli.v1.events_pb2 import DeploymentChanged
 from suanli_inference_gateway.app import create_app
 from suanli_inference_gateway.authentication.authenticator import Authenticator
@@ -29,6 +29,8 @@ from suanli_inference_gateway.clients.deployments import IDEMPOTENT_METHODS as D
 from suanli_inference_gateway.clients.deployments import DeploymentsClient, deployment_of
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
 from suanli_inference_gateway.clients.job_metrics import JetStreamJobMetrics
+from suanli_inference_gateway.clients.rag import IDEMPOTENT_METHODS as RAG_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.rag import RAG_SERVICE, RagClient
 from suanli_inference_gateway.clients.scheduler import IDEMPOTENT_METHODS as SCHEDULER_IDEMPOTENT_METHODS
 from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, SchedulerClient
 from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
@@ -93,6 +95,12 @@ async def serve(settings: GatewaySettings) -> None:
         service=SCHEDULER_SERVICE,
         idempotent_methods=SCHEDULER_IDEMPOTENT_METHODS + DEPLOYMENT_IDEMPOTENT_METHODS,
     )
+    channels["rag"] = rag_channel = make_channel(
+        settings.rag_address,
+        timeout=settings.grpc_timeout_s,
+        service=RAG_SERVICE,
+        idempotent_methods=RAG_IDEMPOTENT_METHODS,
+    )
     for name in settings.ready_services:
         if name not in channels:
             channels[name] = make_channel(settings.service_address(name), timeout=settings.grpc_timeout_s)
@@ -143,6 +151,7 @@ async def serve(settings: GatewaySettings) -> None:
             ),
             usage=EventUsageSink(EventPublisher(broker, "gateway")),
         ),
+        rag=RagClient(rag_pb2_grpc.RagServiceStub(rag_channel)),
     )
     server = _Server(
         uvicorn.Config(

@@ -38,7 +38,7 @@ class GatewaySettings(ServiceSettings):
         description="The console's static files, served at /; none: no console",
     )
     ready_services: list[str] = Field(
-        default_factory=lambda: ["auth", "catalog", "scheduler"],
+        default_factory=lambda: ["auth", "catalog", "scheduler", "rag"],
         description="Services whose gRPC health /readyz checks (addresses from <name>_address)",
     )
     ready_timeout_s: float = Field(1.0, description="Deadline of each /readyz check")

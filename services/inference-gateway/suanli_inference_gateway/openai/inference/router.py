@@ -3,15 +3,13 @@ the Ray Serve application of the deployment serving the model, with usage record
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from fastapi import APIRouter, Depends
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.clients.deployments import Deployment
+from suanli_inference_gateway.openai.inference.forwarding import forward
 from suanli_inference_gateway.openai.inference.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -20,8 +18,6 @@ from suanli_inference_gateway.openai.inference.protocol import (
     ModelCardList,
 )
 from suanli_inference_gateway.openai.inference.service import Inference, require_inference
-from suanli_inference_gateway.openai.inference.upstream import StreamRelay, TokenUsage
-from suanli_inference_gateway.openai.inference.usage import Usage
 
 router = APIRouter(tags=["inference"])
 
@@ -62,7 +58,7 @@ async def chat_completions(
     principal: Principal = Depends(require_principal),
     inference: Inference = Depends(require_inference),
 ) -> Response:
-    return await _forward(inference, principal, body, "chat.completions")
+    return await forward(inference, principal, body, "chat.completions")
 
 
 @router.post("/completions", response_model=None)
@@ -71,7 +67,7 @@ async def completions(
     principal: Principal = Depends(require_principal),
     inference: Inference = Depends(require_inference),
 ) -> Response:
-    return await _forward(inference, principal, body, "completions")
+    return await forward(inference, principal, body, "completions")
 
 
 @router.post("/embeddings", response_model=None)
@@ -80,57 +76,4 @@ async def embeddings(
     principal: Principal = Depends(require_principal),
     inference: Inference = Depends(require_inference),
 ) -> Response:
-    return await _forward(inference, principal, body, "embeddings")
-
-
-async def _forward(
-    inference: Inference,
-    principal: Principal,
-    body: ChatCompletionRequest | CompletionRequest | EmbeddingRequest,
-    endpoint: str,
-) -> Response:
-    model = body.model
-    stream = client_wants_usage = False
-    if not isinstance(body, EmbeddingRequest):
-        stream = body.stream
-        client_wants_usage = bool(body.stream_options and body.stream_options.include_usage)
-    inference.limits.admit(principal)
-    deployment = inference.routes.resolve(principal.user_id, model)
-    url = f"{deployment.endpoint}/v1/{endpoint.replace('.', '/')}"
-    payload: dict[str, Any] = body.model_dump(exclude_unset=True)
-    started = time.perf_counter()
-
-    def record(usage: TokenUsage, status_code: int) -> None:
-        inference.limits.spend(principal, usage.total)
-        inference.usage.record(
-            Usage(
-                user_id=principal.user_id,
-                api_key_id=principal.key_id or "",
-                deployment_id=deployment.id,
-                model=model,
-                endpoint=endpoint,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                status_code=status_code,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                stream=stream,
-            )
-        )
-
-    if not stream:
-        content, usage = await inference.upstream.call(url, payload)
-        record(usage, 200)
-        return Response(content, media_type="application/json")
-
-    # Always ask the engine for the usage, to meter it; the client gets it only if it asked.
-    payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
-    response = await inference.upstream.open_stream(url, payload)
-    # 499 when the client went away before the end (nginx's name for it).
-    relay = StreamRelay(
-        response,
-        client_wants_usage=client_wants_usage,
-        on_end=lambda usage, completed: record(usage, 200 if completed else 499),
-    )
-    return StreamingResponse(
-        relay.events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
-    )
+    return await forward(inference, principal, body, "embeddings")

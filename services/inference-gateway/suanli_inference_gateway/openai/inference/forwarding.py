@@ -1,0 +1,73 @@
+"""One inference request, sent on: checked against the caller's limits, routed to the deployment
+serving its model, answered whole or streamed, and metered. The OpenAI routes and the knowledge
+bases' `ask` both go through here."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.responses import Response, StreamingResponse
+
+from suanli_inference_gateway.clients.auth import Principal
+from suanli_inference_gateway.openai.inference.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
+from suanli_inference_gateway.openai.inference.service import Inference
+from suanli_inference_gateway.openai.inference.upstream import StreamRelay, TokenUsage
+from suanli_inference_gateway.openai.inference.usage import Usage
+
+
+async def forward(
+    inference: Inference,
+    principal: Principal,
+    body: ChatCompletionRequest | CompletionRequest | EmbeddingRequest,
+    endpoint: str,
+) -> Response:
+    model = body.model
+    stream = client_wants_usage = False
+    if not isinstance(body, EmbeddingRequest):
+        stream = body.stream
+        client_wants_usage = bool(body.stream_options and body.stream_options.include_usage)
+    inference.limits.admit(principal)
+    deployment = inference.routes.resolve(principal.user_id, model)
+    url = f"{deployment.endpoint}/v1/{endpoint.replace('.', '/')}"
+    payload: dict[str, Any] = body.model_dump(exclude_unset=True)
+    started = time.perf_counter()
+
+    def record(usage: TokenUsage, status_code: int) -> None:
+        inference.limits.spend(principal, usage.total)
+        inference.usage.record(
+            Usage(
+                user_id=principal.user_id,
+                api_key_id=principal.key_id or "",
+                deployment_id=deployment.id,
+                model=model,
+                endpoint=endpoint,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                status_code=status_code,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                stream=stream,
+            )
+        )
+
+    if not stream:
+        content, usage = await inference.upstream.call(url, payload)
+        record(usage, 200)
+        return Response(content, media_type="application/json")
+
+    # Always ask the engine for the usage, to meter it; the client gets it only if it asked.
+    payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
+    response = await inference.upstream.open_stream(url, payload)
+    # 499 when the client went away before the end (nginx's name for it).
+    relay = StreamRelay(
+        response,
+        client_wants_usage=client_wants_usage,
+        on_end=lambda usage, completed: record(usage, 200 if completed else 499),
+    )
+    return StreamingResponse(
+        relay.events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+    )

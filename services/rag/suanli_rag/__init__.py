@@ -1,0 +1,1 @@
+"""Suanli's RAG service: knowledge bases, ingestion into Qdrant, hybrid retrieval."""

@@ -1,0 +1,3 @@
+from suanli_rag.main import main
+
+main()

@@ -1,0 +1,177 @@
+"""The chunks of every knowledge base in Qdrant: one collection per knowledge base, each chunk a
+point with a dense vector (meaning) and a BM25 sparse vector (words), retrieved by both and
+fused with reciprocal rank fusion.
+
+A chunk's point id derives from (file, chunk index), so indexing a document again overwrites
+its points instead of adding copies: a redelivered ingestion never duplicates chunks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+
+from suanli_rag.chunking import Chunk
+from suanli_rag.sparse import SparseVector
+
+DENSE = "dense"
+SPARSE = "bm25"
+_POINTS = uuid.UUID("6f1d0c3e-5b8a-4e51-9a0e-0d4c2f1b7a11")
+
+
+def collection_name(knowledge_base_id: str) -> str:
+    return f"kb_{knowledge_base_id}"
+
+
+def point_id(file_id: str, chunk_index: int) -> str:
+    return str(uuid.uuid5(_POINTS, f"{file_id}/{chunk_index}"))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedChunk:
+    file_id: str
+    filename: str
+    chunk: Chunk
+    dense: list[float]
+    sparse: SparseVector
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    file_id: str
+    filename: str
+    chunk_index: int
+    text: str
+    score: float
+    heading_path: str
+    page: int | None
+    attributes: dict[str, Any]
+
+
+def _file_filter(file_id: str, from_index: int = 0) -> models.Filter:
+    must: list[models.Condition] = [
+        models.FieldCondition(key="file_id", match=models.MatchValue(value=file_id))
+    ]
+    if from_index:
+        must.append(models.FieldCondition(key="chunk_index", range=models.Range(gte=from_index)))
+    return models.Filter(must=must)
+
+
+class ChunkIndex:
+    def __init__(self, client: AsyncQdrantClient) -> None:
+        self._client = client
+
+    async def ensure_collection(self, knowledge_base_id: str, dimension: int) -> None:
+        name = collection_name(knowledge_base_id)
+        if await self._client.collection_exists(name):
+            return
+        await self._client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        )
+        # A Qdrant server filters by document through this index (embedded Qdrant scans anyway).
+        await self._client.create_payload_index(name, "file_id", models.PayloadSchemaType.KEYWORD)
+
+    async def upsert(self, knowledge_base_id: str, chunks: list[IndexedChunk]) -> None:
+        if not chunks:
+            return
+        points = [
+            models.PointStruct(
+                id=point_id(item.file_id, item.chunk.index),
+                vector={
+                    DENSE: item.dense,
+                    SPARSE: models.SparseVector(indices=item.sparse.indices, values=item.sparse.values),
+                },
+                payload={
+                    "file_id": item.file_id,
+                    "filename": item.filename,
+                    "chunk_index": item.chunk.index,
+                    "text": item.chunk.text,
+                    "heading_path": item.chunk.heading_path,
+                    "page": item.chunk.page,
+                    "start": item.chunk.start,
+                    "attributes": item.attributes,
+                },
+            )
+            for item in chunks
+        ]
+        await self._client.upsert(collection_name(knowledge_base_id), points, wait=True)
+
+    async def delete_document(self, knowledge_base_id: str, file_id: str, from_index: int = 0) -> None:
+        """Deletes a document's chunks (those from `from_index` on: what a shorter re-index left)."""
+        name = collection_name(knowledge_base_id)
+        if await self._client.collection_exists(name):
+            await self._client.delete(
+                name, models.FilterSelector(filter=_file_filter(file_id, from_index)), wait=True
+            )
+
+    async def count(self, knowledge_base_id: str, file_id: str | None = None) -> int:
+        name = collection_name(knowledge_base_id)
+        if not await self._client.collection_exists(name):
+            return 0
+        result = await self._client.count(
+            name, count_filter=_file_filter(file_id) if file_id else None, exact=True
+        )
+        return int(result.count)
+
+    async def drop(self, knowledge_base_id: str) -> None:
+        name = collection_name(knowledge_base_id)
+        if await self._client.collection_exists(name):
+            await self._client.delete_collection(name)
+
+    async def search(
+        self,
+        knowledge_base_id: str,
+        dense: list[float],
+        sparse: SparseVector,
+        *,
+        limit: int,
+        query_filter: models.Filter | None = None,
+        min_relevance: float | None = None,
+    ) -> list[Passage]:
+        """Best `limit` chunks by fused rank. A chunk only counts as found by meaning when its
+        cosine similarity reaches `min_relevance`, so a question about something the documents
+        never mention finds nothing rather than the least unrelated chunks."""
+        name = collection_name(knowledge_base_id)
+        if not await self._client.collection_exists(name):
+            return []
+        depth = max(limit * 4, 20)
+        prefetch = [
+            models.Prefetch(
+                query=dense, using=DENSE, limit=depth, filter=query_filter, score_threshold=min_relevance
+            )
+        ]
+        if sparse:
+            prefetch.append(
+                models.Prefetch(
+                    query=models.SparseVector(indices=sparse.indices, values=sparse.values),
+                    using=SPARSE,
+                    limit=depth,
+                    filter=query_filter,
+                )
+            )
+        response = await self._client.query_points(
+            name,
+            prefetch=prefetch,
+            query=models.FusionQuery(fusion=models.Fusion.RRF),
+            limit=limit,
+            with_payload=True,
+        )
+        return [
+            Passage(
+                file_id=str(p["file_id"]),
+                filename=str(p["filename"]),
+                chunk_index=int(p["chunk_index"]),
+                text=str(p["text"]),
+                score=float(point.score),
+                heading_path=str(p.get("heading_path") or ""),
+                page=p.get("page"),
+                attributes=dict(p.get("attributes") or {}),
+            )
+            for point in response.points
+            if (p := point.payload or {})
+        ]

@@ -1,0 +1,290 @@
+"""Knowledge bases and their documents: create, list, delete, attach a file, re-index. Every
+change that starts ingestion stages a `document.uploaded` event in the same transaction, so a
+document is never left `in_progress` with no work queued for it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from suanli_common.db import Database
+from suanli_common.errors import InvalidRequest, NotFound, PayloadTooLarge
+from suanli_common.ids import new_id
+from suanli_common.outbox import Outbox
+from suanli_common.proto.suanli.v1.events_pb2 import DocumentChanged
+from suanli_rag.catalog_files import CatalogFile, CatalogFiles
+from suanli_rag.chunking import ChunkingConfig
+from suanli_rag.domain import Document, DocumentStatus, KnowledgeBase, NewKnowledgeBase
+from suanli_rag.embeddings import PACKAGED_MODEL, Embedders
+from suanli_rag.index import ChunkIndex
+from suanli_rag.models import DocumentRow, KnowledgeBaseRow
+from suanli_rag.parsing import SUPPORTED_EXTENSIONS, document_kind
+from suanli_rag.repository import RagRepository, document_of
+
+DOCUMENT_UPLOADED = "document.uploaded"
+ASSISTANTS = "assistants"
+MAX_ATTRIBUTES = 16
+MAX_NAME = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_document_bytes: int
+    default_chunking: ChunkingConfig
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def checked_chunking(max_tokens: int, overlap_tokens: int) -> ChunkingConfig:
+    if not 16 <= max_tokens <= 512:
+        raise InvalidRequest("chunks hold 16 to 512 tokens", param="chunking_strategy")
+    if not 0 <= overlap_tokens <= max_tokens // 2:
+        raise InvalidRequest("the chunk overlap is at most half the chunk size", param="chunking_strategy")
+    return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+
+
+def checked_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidRequest(f"at most {MAX_ATTRIBUTES} attributes", param="attributes")
+    for key, value in attributes.items():
+        if not isinstance(value, str | int | float | bool) or len(key) > 64:
+            raise InvalidRequest(
+                f"attribute {key!r}: keys are short strings, values strings, numbers or booleans",
+                param="attributes",
+            )
+    return attributes
+
+
+def uploaded_event(row: DocumentRow) -> DocumentChanged:
+    return DocumentChanged(
+        knowledge_base_id=row.knowledge_base_id,
+        file_id=row.file_id,
+        owner_id=row.owner_id,
+        generation=row.generation,
+    )
+
+
+class KnowledgeBases:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        catalog: CatalogFiles,
+        index: ChunkIndex,
+        embedders: Embedders,
+        limits: Limits,
+    ) -> None:
+        self._db = db
+        self._embedders = embedders
+        self._outbox = outbox
+        self._catalog = catalog
+        self._index = index
+        self._limits = limits
+
+    async def create(
+        self,
+        owner_id: str,
+        new: NewKnowledgeBase,
+        client_request_id: str = "",
+        file_ids: tuple[str, ...] = (),
+    ) -> KnowledgeBase:
+        if len(new.name) > MAX_NAME:
+            raise InvalidRequest(f"the name is longer than {MAX_NAME} characters", param="name")
+        defaults = self._limits.default_chunking
+        chunking = checked_chunking(
+            new.chunk_max_tokens or defaults.max_tokens,
+            new.chunk_overlap_tokens if new.chunk_max_tokens else defaults.overlap_tokens,
+        )
+        embedding_model = new.embedding_model or PACKAGED_MODEL
+        await self._embedders.check(owner_id, embedding_model)
+        files = [await self._attachable(owner_id, file_id) for file_id in dict.fromkeys(file_ids)]
+        now = _now()
+        row = KnowledgeBaseRow(
+            id=new_id("vs"),
+            owner_id=owner_id,
+            client_request_id=client_request_id or None,
+            name=new.name,
+            model=new.model,
+            embedding_model=embedding_model,
+            chunk_max_tokens=chunking.max_tokens,
+            chunk_overlap_tokens=chunking.overlap_tokens,
+            generation=1,
+            metadata_json=json.dumps(new.metadata),
+            created_at=now,
+            last_active_at=now,
+        )
+        try:
+            async with self._db.session() as session:
+                repo = RagRepository(session)
+                if client_request_id and (found := await repo.by_request(owner_id, client_request_id)):
+                    return (await repo.with_counts([found]))[0]
+                session.add(row)
+                for file in files:
+                    self._stage_document(session, row, file.id, file.filename, file.bytes, {})
+                await session.flush()
+                return (await repo.with_counts([row]))[0]
+        except IntegrityError:  # the same request, committed by a concurrent retry
+            async with self._db.session() as session:
+                repo = RagRepository(session)
+                found = await repo.by_request(owner_id, client_request_id)
+                if found is None:
+                    raise
+                return (await repo.with_counts([found]))[0]
+
+    async def get(self, caller_id: str, knowledge_base_id: str) -> KnowledgeBase:
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            return (await repo.with_counts([await self._owned(repo, caller_id, knowledge_base_id)]))[0]
+
+    async def owned_by(self, caller_id: str) -> list[KnowledgeBase]:
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            return await repo.with_counts(await repo.owned_by(caller_id))
+
+    async def delete(self, caller_id: str, knowledge_base_id: str) -> KnowledgeBase:
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            row = await self._owned(repo, caller_id, knowledge_base_id)
+            deleted = (await repo.with_counts([row]))[0]
+            await repo.delete_documents(row.id)
+            await session.delete(row)
+        # After the commit: ingestion still running for it finds no document row and stops.
+        await self._index.drop(knowledge_base_id)
+        return deleted
+
+    async def reindex(
+        self, caller_id: str, knowledge_base_id: str, max_tokens: int, overlap_tokens: int
+    ) -> KnowledgeBase:
+        chunking = checked_chunking(max_tokens, overlap_tokens)
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            row = await self._owned(repo, caller_id, knowledge_base_id)
+            row.chunk_max_tokens, row.chunk_overlap_tokens = chunking.max_tokens, chunking.overlap_tokens
+            row.generation += 1
+            row.last_active_at = _now()
+            for document in await repo.documents(row.id):
+                document.generation = row.generation
+                document.status = DocumentStatus.in_progress
+                document.error_code = document.error_message = ""
+                document.chunks = document.chunks_total = 0
+                document.updated_at = row.last_active_at
+                self._outbox.add(session, DOCUMENT_UPLOADED, row.id, uploaded_event(document))
+            await session.flush()
+            return (await repo.with_counts([row]))[0]
+
+    async def add_document(
+        self, caller_id: str, knowledge_base_id: str, file_id: str, attributes: dict[str, Any]
+    ) -> Document:
+        attributes = checked_attributes(attributes)
+        async with self._db.session() as session:
+            await self._owned(RagRepository(session), caller_id, knowledge_base_id)
+        file = await self._attachable(caller_id, file_id)
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            row = await self._owned(repo, caller_id, knowledge_base_id)
+            if existing := await repo.document_row(row.id, file_id):
+                return document_of(existing)
+            row.last_active_at = _now()
+            document = self._stage_document(session, row, file.id, file.filename, file.bytes, attributes)
+            await session.flush()
+            return document_of(document)
+
+    async def get_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            await self._owned(repo, caller_id, knowledge_base_id)
+            row = await repo.document_row(knowledge_base_id, file_id)
+            if row is None:
+                raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
+            return document_of(row)
+
+    async def list_documents(
+        self, caller_id: str, knowledge_base_id: str, status: str = ""
+    ) -> list[Document]:
+        if status and status not in DocumentStatus.__members__:
+            raise InvalidRequest(f"unknown status {status!r}", param="filter")
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            await self._owned(repo, caller_id, knowledge_base_id)
+            return [document_of(row) for row in await repo.documents(knowledge_base_id, status)]
+
+    async def delete_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            await self._owned(repo, caller_id, knowledge_base_id)
+            row = await repo.document_row(knowledge_base_id, file_id)
+            if row is None:
+                raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
+            deleted = document_of(row)
+            await session.delete(row)
+        await self._index.delete_document(knowledge_base_id, file_id)
+        return deleted
+
+    async def _owned(self, repo: RagRepository, caller_id: str, knowledge_base_id: str) -> KnowledgeBaseRow:
+        row = await repo.knowledge_base_row(knowledge_base_id)
+        if row is None or row.owner_id != caller_id:
+            # Another user's knowledge base is as absent as one that never existed.
+            raise NotFound(f"no vector store {knowledge_base_id}", param="vector_store_id")
+        return row
+
+    async def _attachable(self, owner_id: str, file_id: str) -> CatalogFile:
+        """The catalog file, once it is known to be a document this service can index."""
+        file = await self._catalog.get(owner_id, file_id)
+        if file.purpose != ASSISTANTS:
+            raise InvalidRequest(
+                f"file {file_id} was uploaded with purpose {file.purpose!r}; documents use 'assistants'",
+                param="file_id",
+                code="invalid_file_purpose",
+            )
+        if document_kind(file.filename) is None:
+            raise InvalidRequest(
+                f"{file.filename!r} is not a supported document; supported: "
+                + ", ".join(sorted(SUPPORTED_EXTENSIONS)),
+                param="file_id",
+                code="unsupported_file",
+            )
+        if file.bytes > self._limits.max_document_bytes:
+            raise PayloadTooLarge(
+                f"{file.filename!r} has {file.bytes} bytes; a document may have at most "
+                f"{self._limits.max_document_bytes}",
+                param="file_id",
+                code="file_too_large",
+            )
+        return file
+
+    def _stage_document(
+        self,
+        session: AsyncSession,
+        kb: KnowledgeBaseRow,
+        file_id: str,
+        filename: str,
+        size: int,
+        attributes: dict[str, Any],
+    ) -> DocumentRow:
+        now = _now()
+        document = DocumentRow(
+            knowledge_base_id=kb.id,
+            file_id=file_id,
+            owner_id=kb.owner_id,
+            filename=filename,
+            bytes=size,
+            status=DocumentStatus.in_progress,
+            generation=kb.generation,
+            error_code="",
+            error_message="",
+            chunks=0,
+            chunks_total=0,
+            attributes_json=json.dumps(attributes),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(document)
+        self._outbox.add(session, DOCUMENT_UPLOADED, kb.id, uploaded_event(document))
+        return document

@@ -1,0 +1,57 @@
+"""The rag service's tables (SQLAlchemy 2), on their own metadata. The chunks themselves live in
+Qdrant; these rows say which documents a knowledge base has and how far each got."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from suanli_common.db import Base, UtcDateTime
+from suanli_common.outbox import OutboxMixin
+
+
+class RagBase(Base):
+    __abstract__ = True
+    metadata = MetaData()
+
+
+class KnowledgeBaseRow(RagBase):
+    __tablename__ = "rag_knowledge_bases"
+    __table_args__ = (UniqueConstraint("owner_id", "client_request_id"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(40), index=True)
+    client_request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    name: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(255))
+    embedding_model: Mapped[str] = mapped_column(String(255))
+    chunk_max_tokens: Mapped[int] = mapped_column(Integer)
+    chunk_overlap_tokens: Mapped[int] = mapped_column(Integer)
+    # Bumped by a re-index: ingestion work of an older generation is stale and skipped.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_active_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DocumentRow(RagBase):
+    __tablename__ = "rag_documents"
+    knowledge_base_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(40))
+    filename: Mapped[str] = mapped_column(String(255))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str] = mapped_column(String(32), default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    attributes_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class OutboxRow(OutboxMixin, RagBase):
+    __tablename__ = "rag_outbox"
