@@ -74,9 +74,9 @@ def chunk_document(
             # overlap in tokens as if it were characters, and misses: chunks are found here instead.
             previous_start, previous_end = -1, 0
             for text in splitter.split_text(piece):
-                offset = _find_next(piece, text, previous_start, previous_end)
-                if not text.strip() or offset < 0:
+                if not text.strip():
                     continue
+                offset = _find_next(piece, text, previous_start, previous_end)
                 chunks.append(
                     Chunk(
                         index=len(chunks),
@@ -128,7 +128,10 @@ def _find_next(piece: str, text: str, previous_start: int, previous_end: int) ->
     limit = previous_end
     while limit < len(piece) and piece[limit].isspace():
         limit += 1
-    return piece.rfind(text, previous_start + 1, limit + len(text))
+    position = piece.rfind(text, previous_start + 1, limit + len(text))
+    if position < 0:  # the splitter's last chunk may lie within the previous one (all overlap)
+        position = piece.find(text, previous_start + 1)
+    return position if position >= 0 else piece.find(text)
 
 
 def _find_lines(text: str, lines: str, start: int) -> int:

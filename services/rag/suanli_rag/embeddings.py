@@ -47,7 +47,9 @@ class LocalEmbedder:
     def __init__(self, model_dir: Path, *, batch_size: int = 32, threads: int = 0) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(threads)
         self.name = PACKAGED_MODEL

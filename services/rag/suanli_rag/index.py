@@ -61,8 +61,9 @@ def _file_filter(file_id: str, from_index: int = 0) -> models.Filter:
 
 
 class ChunkIndex:
-    def __init__(self, client: AsyncQdrantClient) -> None:
+    def __init__(self, client: AsyncQdrantClient, *, payload_indexes: bool = False) -> None:
         self._client = client
+        self._payload_indexes = payload_indexes  # a Qdrant server uses them; embedded Qdrant scans
 
     async def ensure_collection(self, knowledge_base_id: str, dimension: int) -> None:
         name = collection_name(knowledge_base_id)
@@ -73,8 +74,8 @@ class ChunkIndex:
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
-        # A Qdrant server filters by document through this index (embedded Qdrant scans anyway).
-        await self._client.create_payload_index(name, "file_id", models.PayloadSchemaType.KEYWORD)
+        if self._payload_indexes:
+            await self._client.create_payload_index(name, "file_id", models.PayloadSchemaType.KEYWORD)
 
     async def upsert(self, knowledge_base_id: str, chunks: list[IndexedChunk]) -> None:
         if not chunks:

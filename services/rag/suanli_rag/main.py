@@ -23,7 +23,7 @@ from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import catalog_pb2_grpc, rag_pb2_grpc, scheduler_pb2_grpc
 from suanli_rag import catalog_files, deployed_models
 from suanli_rag.api import RagServicer
-from suanli_rag.catalog_files import GrpcCatalogFiles
+from suanli_rag.catalog_files import CatalogFiles, GrpcCatalogFiles
 from suanli_rag.chunking import ChunkingConfig
 from suanli_rag.deployed_models import DeployedModels
 from suanli_rag.embeddings import Embedders, LocalEmbedder, packaged_model_dir
@@ -44,6 +44,7 @@ log = get_logger(__name__)
 
 @dataclass
 class RunningRag:
+    db: Database
     knowledge_bases: KnowledgeBases
     retrieval: Retrieval
     ingestion: Ingestion
@@ -58,8 +59,11 @@ def qdrant_client(settings: RagSettings) -> AsyncQdrantClient:
 
 
 @contextlib.asynccontextmanager
-async def running_rag(settings: RagSettings) -> AsyncIterator[RunningRag]:
-    """The whole service, serving gRPC and ingesting until the block ends (also what tests start)."""
+async def running_rag(
+    settings: RagSettings, catalog: CatalogFiles | None = None
+) -> AsyncIterator[RunningRag]:
+    """The whole service, serving gRPC and ingesting until the block ends (also what tests start;
+    they may hand in the catalog's files)."""
     db = Database(settings.resolved_database_url)
     broker = make_broker(settings.nats_url, service=settings.service_name)
     catalog_channel = make_channel(
@@ -89,8 +93,8 @@ async def running_rag(settings: RagSettings) -> AsyncIterator[RunningRag]:
         )
         deployed = DeployedModels(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel))
         embedders = Embedders(packaged, deployed.endpoint, http)
-        index = ChunkIndex(qdrant)
-        catalog = GrpcCatalogFiles(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
+        index = ChunkIndex(qdrant, payload_indexes=settings.qdrant_url is not None)
+        catalog = catalog or GrpcCatalogFiles(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
         await broker.connect()
         await declare_streams(broker)
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="rag"), source="rag")
@@ -122,7 +126,7 @@ async def running_rag(settings: RagSettings) -> AsyncIterator[RunningRag]:
         await server.start()
         address = f"{settings.rag_grpc_host}:{settings.rag_grpc_port}"
         log.info("rag serving", address=address, qdrant=settings.qdrant_url or "embedded")
-        yield RunningRag(knowledge_bases, retrieval, ingestion, index, address)
+        yield RunningRag(db, knowledge_bases, retrieval, ingestion, index, address)
     finally:
         if server is not None:
             await server.stop(grace=2)

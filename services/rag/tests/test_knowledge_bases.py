@@ -1,0 +1,258 @@
+"""The rag service over its gRPC API with ingestion running off JetStream: documents become
+chunks in Qdrant exactly once, retrieval finds them, bad documents fail cleanly, and one user's
+knowledge base is invisible to another."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+from documents import chinese_markdown_doc, docx_doc, encrypted_pdf, markdown_doc, pdf_doc
+
+from suanli_common.errors import InvalidRequest, NotFound, PayloadTooLarge
+from suanli_common.proto.suanli.v1 import rag_pb2 as pb
+from suanli_common.proto.suanli.v1.events_pb2 import DocumentChanged
+from suanli_rag.models import DocumentRow
+
+if TYPE_CHECKING:
+    from conftest import Rag
+
+ALICE, BOB = "user_alice", "user_bob"  # as in conftest
+
+LONG_TEXT = "\n\n".join(
+    f"Section {n} explains how the scheduler places job number {n} on a GPU slot of the ledger, "
+    f"renews its lease with heartbeats and requeues it when the agent is lost." * 3
+    for n in range(12)
+)
+
+
+async def test_a_markdown_document_is_chunked_indexed_and_found(rag: Rag) -> None:
+    kb = await rag.create()
+    attached = await rag.attach(kb.id, "guide.md", markdown_doc())
+    assert attached.status == "in_progress"
+    document = await rag.settled(kb.id, attached.file_id)
+    assert document.status == "completed", document.error_message
+    assert document.chunks == document.chunks_total > 0
+    assert await rag.running.index.count(kb.id, attached.file_id) == document.chunks
+
+    found = await rag.search(kb.id, "How do I install it on Linux?", max_results=2)
+    [linux] = [p for p in found if "make run" in p.text]
+    assert linux.heading_path == "Suanli guide > Install > On Linux"
+    assert linux.filename == "guide.md"
+    got = await rag.stub.GetKnowledgeBase(pb.GetKnowledgeBaseRequest(caller_id=ALICE, id=kb.id))
+    assert (got.file_counts.completed, got.file_counts.total, got.status) == (1, 1, "completed")
+
+
+async def test_pdf_and_docx_passages_keep_their_source(rag: Rag) -> None:
+    kb = await rag.create()
+    pdf = await rag.attach(
+        kb.id, "report.pdf", pdf_doc(["Revenue grew in spring.", "The launch code is ORCHID-42."])
+    )
+    memo = await rag.attach(
+        kb.id, "memo.docx", docx_doc("Budget", ["The budget for 2027 is 3.5 million yuan."])
+    )
+    assert (await rag.settled(kb.id, pdf.file_id)).status == "completed"
+    assert (await rag.settled(kb.id, memo.file_id)).status == "completed"
+
+    [code, *_] = await rag.search(kb.id, "What is the launch code?")
+    assert (code.filename, code.page) == ("report.pdf", 2)
+    assert "ORCHID-42" in code.text
+    [budget, *_] = await rag.search(kb.id, "how much money is planned for 2027")
+    assert budget.filename == "memo.docx" and "3.5 million" in budget.text
+
+
+async def test_chinese_questions_find_chinese_passages(rag: Rag) -> None:
+    kb = await rag.create()
+    attached = await rag.attach(kb.id, "指南.md", chinese_markdown_doc())
+    assert (await rag.settled(kb.id, attached.file_id)).status == "completed"
+    [best, *_] = await rag.search(kb.id, "怎么上传文档")
+    assert "上传文档" in best.text
+    assert best.heading_path.endswith("使用")
+
+
+async def test_ingesting_the_same_work_again_adds_no_chunk(rag: Rag) -> None:
+    """What a redelivered document.uploaded does: the same points are written again, no copies."""
+    kb = await rag.create()
+    attached = await rag.attach(kb.id, "long.txt", LONG_TEXT.encode())
+    first = await rag.settled(kb.id, attached.file_id)
+    assert first.chunks > 3
+    event = DocumentChanged(knowledge_base_id=kb.id, file_id=attached.file_id, owner_id=ALICE, generation=1)
+    await rag.running.ingestion.ingest(event)  # completed: skipped
+    # Even a worker that starts over from scratch (the row back in progress) rewrites the same points.
+    async with rag.running.db.session() as session:
+        row = await session.get(DocumentRow, (kb.id, attached.file_id))
+        assert row is not None
+        row.status = "in_progress"
+    await rag.running.ingestion.ingest(event)
+    again = await rag.settled(kb.id, attached.file_id)
+    assert again.chunks == first.chunks
+    assert await rag.running.index.count(kb.id) == first.chunks
+
+
+async def test_reindexing_with_other_chunking_leaves_exactly_the_new_chunks(rag: Rag) -> None:
+    kb = await rag.create(chunk_max_tokens=40, chunk_overlap_tokens=0)
+    attached = await rag.attach(kb.id, "long.txt", LONG_TEXT.encode())
+    small = (await rag.settled(kb.id, attached.file_id)).chunks
+    reindexed = await rag.stub.ReindexKnowledgeBase(
+        pb.ReindexKnowledgeBaseRequest(
+            caller_id=ALICE, id=kb.id, chunk_max_tokens=300, chunk_overlap_tokens=20
+        )
+    )
+    assert reindexed.chunk_max_tokens == 300
+    large = await rag.settled(kb.id, attached.file_id)
+    assert large.status == "completed" and large.chunks < small
+    assert await rag.running.index.count(kb.id) == large.chunks
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "code"),
+    [
+        ("secret.pdf", encrypted_pdf(), "encrypted_file"),
+        ("broken.pdf", b"%PDF-1.7\n" + b"\x00garbage" * 50, "corrupt_file"),
+        ("empty.md", b"   \n\n  ", "empty_document"),
+        ("blank.pdf", pdf_doc([""]), "empty_document"),
+    ],
+)
+async def test_a_bad_document_fails_with_its_reason_and_leaves_no_chunk(
+    rag: Rag, filename: str, data: bytes, code: str
+) -> None:
+    kb = await rag.create()
+    attached = await rag.attach(kb.id, filename, data)
+    document = await rag.settled(kb.id, attached.file_id)
+    assert (document.status, document.error_code) == ("failed", code)
+    assert document.error_message
+    assert await rag.running.index.count(kb.id, attached.file_id) == 0
+    got = await rag.stub.GetKnowledgeBase(pb.GetKnowledgeBaseRequest(caller_id=ALICE, id=kb.id))
+    assert got.file_counts.failed == 1
+
+
+async def test_files_that_cannot_be_documents_are_refused_when_attached(rag: Rag) -> None:
+    kb = await rag.create()
+    with pytest.raises(InvalidRequest, match="not a supported document") as unsupported:
+        await rag.attach(kb.id, "model.bin", b"\x00\x01")
+    assert unsupported.value.code == "unsupported_file"
+    training = rag.catalog.put(ALICE, "train.jsonl", b'{"messages": []}\n', purpose="fine-tune")
+    with pytest.raises(InvalidRequest, match="purpose") as purpose:
+        await rag.stub.AddDocument(
+            pb.AddDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=training)
+        )
+    assert purpose.value.param == "file_id"
+    huge = rag.catalog.put(ALICE, "huge.txt", b"x")
+    rag.catalog.files[huge][1].__init__(huge, "huge.txt", "assistants", 10**12)  # type: ignore[misc]
+    with pytest.raises(PayloadTooLarge):
+        await rag.stub.AddDocument(
+            pb.AddDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=huge)
+        )
+    with pytest.raises(InvalidRequest, match="half"):
+        await rag.create(chunk_max_tokens=100, chunk_overlap_tokens=80)
+
+
+async def test_another_user_sees_nothing(rag: Rag) -> None:
+    kb = await rag.create(owner=ALICE)
+    attached = await rag.attach(kb.id, "guide.md", markdown_doc())
+    await rag.settled(kb.id, attached.file_id)
+    calls = [
+        rag.stub.GetKnowledgeBase(pb.GetKnowledgeBaseRequest(caller_id=BOB, id=kb.id)),
+        rag.stub.GetDocument(
+            pb.GetDocumentRequest(caller_id=BOB, knowledge_base_id=kb.id, file_id=attached.file_id)
+        ),
+        rag.stub.ListDocuments(pb.ListDocumentsRequest(caller_id=BOB, knowledge_base_id=kb.id)),
+        rag.stub.Search(pb.SearchRequest(caller_id=BOB, knowledge_base_id=kb.id, query="install")),
+        rag.stub.PrepareAnswer(
+            pb.PrepareAnswerRequest(caller_id=BOB, knowledge_base_id=kb.id, question="install")
+        ),
+        rag.stub.DeleteDocument(
+            pb.DeleteDocumentRequest(caller_id=BOB, knowledge_base_id=kb.id, file_id=attached.file_id)
+        ),
+        rag.stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(caller_id=BOB, id=kb.id)),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            await call
+    # Nor may Bob attach Alice's file to a knowledge base of his own.
+    bobs = await rag.create(owner=BOB)
+    with pytest.raises(NotFound):
+        await rag.stub.AddDocument(
+            pb.AddDocumentRequest(caller_id=BOB, knowledge_base_id=bobs.id, file_id=attached.file_id)
+        )
+    listed = await rag.stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest(caller_id=BOB))
+    assert [k.id for k in listed.knowledge_bases] == [bobs.id]
+    assert await rag.search(kb.id, "install")  # Alice's is untouched
+
+
+async def test_attribute_filters_narrow_the_search(rag: Rag) -> None:
+    kb = await rag.create()
+    a = await rag.attach(
+        kb.id, "a.md", b"# Team A\n\nThe release ships on Friday.", attributes={"team": "a", "year": 2025}
+    )
+    b = await rag.attach(
+        kb.id, "b.md", b"# Team B\n\nThe release ships on Monday.", attributes={"team": "b", "year": 2026}
+    )
+    await rag.settled(kb.id, a.file_id)
+    await rag.settled(kb.id, b.file_id)
+    only_b = await rag.search(
+        kb.id,
+        "when does the release ship",
+        filter_json=json.dumps({"type": "eq", "key": "team", "value": "b"}),
+    )
+    assert {p.filename for p in only_b} == {"b.md"}
+    recent = await rag.search(
+        kb.id,
+        "release",
+        filter_json=json.dumps({"type": "and", "filters": [{"type": "gte", "key": "year", "value": 2026}]}),
+    )
+    assert {p.filename for p in recent} == {"b.md"}
+    assert json.loads(recent[0].attributes_json) == {"team": "b", "year": 2026}
+    with pytest.raises(InvalidRequest) as bad:
+        await rag.search(
+            kb.id, "release", filter_json=json.dumps({"type": "like", "key": "team", "value": "b"})
+        )
+    assert bad.value.param == "filters"
+
+
+async def test_a_question_about_something_else_retrieves_nothing(rag: Rag) -> None:
+    kb = await rag.create()
+    attached = await rag.attach(kb.id, "guide.md", markdown_doc())
+    await rag.settled(kb.id, attached.file_id)
+    prepared = await rag.stub.PrepareAnswer(
+        pb.PrepareAnswerRequest(
+            caller_id=ALICE, knowledge_base_id=kb.id, question="quantum chromodynamics gluons"
+        )
+    )
+    assert list(prepared.passages) == []
+    grounded = await rag.stub.PrepareAnswer(
+        pb.PrepareAnswerRequest(caller_id=ALICE, knowledge_base_id=kb.id, question="How do I install Suanli?")
+    )
+    assert grounded.model == "smollm2"
+    assert grounded.passages and "[1]" in grounded.user_prompt
+    assert "How do I install Suanli?" in grounded.user_prompt
+
+
+async def test_deleting_removes_the_chunks(rag: Rag) -> None:
+    kb = await rag.create()
+    guide = await rag.attach(kb.id, "guide.md", markdown_doc())
+    other = await rag.attach(kb.id, "long.txt", LONG_TEXT.encode())
+    await rag.settled(kb.id, guide.file_id)
+    kept = (await rag.settled(kb.id, other.file_id)).chunks
+    await rag.stub.DeleteDocument(
+        pb.DeleteDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=guide.file_id)
+    )
+    assert await rag.running.index.count(kb.id) == kept
+    assert all(p.filename == "long.txt" for p in await rag.search(kb.id, "install on Linux"))
+    await rag.stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(caller_id=ALICE, id=kb.id))
+    assert await rag.running.index.count(kb.id) == 0
+    with pytest.raises(NotFound):
+        await rag.stub.GetKnowledgeBase(pb.GetKnowledgeBaseRequest(caller_id=ALICE, id=kb.id))
+
+
+async def test_create_is_idempotent_per_request_and_attaches_files(rag: Rag) -> None:
+    file_id = rag.catalog.put(ALICE, "guide.md", markdown_doc())
+    request = pb.CreateKnowledgeBaseRequest(
+        caller_id=ALICE, name="docs", model="smollm2", client_request_id="req-1", file_ids=[file_id]
+    )
+    first = await rag.stub.CreateKnowledgeBase(request)
+    again = await rag.stub.CreateKnowledgeBase(request)
+    assert first.id == again.id
+    assert first.file_counts.in_progress == 1
+    assert (await rag.settled(first.id, file_id)).status == "completed"
