@@ -270,6 +270,48 @@ def _replica_pids(deployment_id: str) -> list[int]:
     return pids
 
 
+HANDBOOK = (
+    b"# Team handbook\n\n## Office\n\nThe office is on the fourth floor of building C.\n\n"
+    b"## Security\n\nThe launch code for the demo cluster is ORCHID-42. Rotate it every quarter.\n"
+)
+
+
+def test_a_knowledge_base_answers_with_citations(
+    seed_deployment: dict[str, Any], client: openai.OpenAI, api: httpx.Client
+) -> None:
+    """A vector store bound (by default) to the seed chat model: `ask` retrieves the passage, the
+    model answers from it, and the citations carry the passage; streamed, the citations come first."""
+    store = client.vector_stores.create(name="handbook")
+    uploaded = client.files.create(file=("handbook.md", HANDBOOK), purpose="assistants")
+    indexed = client.vector_stores.files.create_and_poll(
+        vector_store_id=store.id, file_id=uploaded.id, poll_interval_ms=200
+    )
+    assert indexed.status == "completed", indexed.last_error
+    question = {"question": "What is the launch code for the demo cluster?", "max_tokens": 32}
+
+    answered = api.post(f"/api/v1/knowledge-bases/{store.id}/ask", json=question)
+    assert answered.status_code == 200, answered.text
+    body = answered.json()
+    assert body["found"] is True and body["model"] == SEED_CHAT_MODEL
+    assert body["answer"].strip()
+    assert body["usage"]["prompt_tokens"] > 0
+    [cited] = [c for c in body["citations"] if "ORCHID-42" in c["text"]]
+    assert (cited["document"], cited["filename"]) == (uploaded.id, "handbook.md")
+    assert cited["heading_path"] == "Team handbook > Security" and cited["score"] > 0
+
+    with api.stream(
+        "POST", f"/api/v1/knowledge-bases/{store.id}/ask", json={**question, "stream": True}
+    ) as events:
+        assert events.status_code == 200
+        data = [line[6:] for line in events.iter_lines() if line.startswith("data: ")]
+    first = json.loads(data[0])
+    assert first["object"] == "knowledge_base.citations"
+    assert any("ORCHID-42" in c["text"] for c in first["citations"])
+    chunks = [json.loads(d) for d in data[1:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")).strip()
+    assert data[-1] == "[DONE]"
+
+
 def test_a_crashed_replica_is_replaced(seed_deployment: dict[str, Any], api: httpx.Client) -> None:
     pids = _replica_pids(seed_deployment["id"])
     assert pids, "no replica process of the seed deployment found"

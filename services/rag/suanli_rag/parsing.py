@@ -82,7 +82,7 @@ def parse_document(filename: str, data: bytes) -> ParsedDocument:
     if not data.strip():
         raise DocumentError("empty_document", "the document has no text to index (the file is empty)")
     sections = [section for section in _PARSERS[kind](data) if section.text]
-    if not sections:
+    if not any(_BODY_LINE.search(section.text) for section in sections):  # headings alone are not indexed
         hint = " (a PDF of scanned images has none: run OCR on it first)" if kind == ".pdf" else ""
         raise DocumentError("empty_document", f"the document has no text to index{hint}")
     return ParsedDocument(sections)
@@ -110,6 +110,7 @@ def _printable_char(char: str) -> str:
 
 
 _SPACE_RUN = re.compile(r" {2,}")
+_BODY_LINE = re.compile(r"^(?!#+(?: |$)).+$", re.MULTILINE)  # a line that is not a Markdown heading
 
 # A line the chunker would take for a Markdown heading. Text from a format without Markdown headings
 # (PDF, Word, HTML, plain text, CSV) is escaped like Markdown does, so '# of GPUs: 4' stays body text.

@@ -48,7 +48,7 @@ def chinese_markdown_doc() -> bytes:
 
 
 def pdf_doc(text_pages: list[str]) -> bytes:
-    """A PDF with one page per string (core Helvetica font: ASCII/latin-1 text only); "" gives a blank page."""
+    """A PDF with a page per string ("" makes a blank page); core Helvetica font, so latin-1 text only."""
     pdf = FPDF()
     pdf.set_font("helvetica", size=12)
     for text in text_pages:
@@ -59,7 +59,7 @@ def pdf_doc(text_pages: list[str]) -> bytes:
 
 
 def encrypted_pdf(user_password: str = "secret", owner_password: str = "owner") -> bytes:
-    """A one-page PDF encrypted with AES-256; with user_password="" anyone may open it (owner restrictions)."""
+    """A one-page PDF encrypted with AES-256; with user_password="" anyone may open it (restricted)."""
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_doc(["Confidential figures for 2024."]))))
     writer.encrypt(user_password, owner_password, algorithm="AES-256")
     out = io.BytesIO()
@@ -67,10 +67,13 @@ def encrypted_pdf(user_password: str = "secret", owner_password: str = "owner") 
     return out.getvalue()
 
 
-def docx_doc(heading: str, paragraphs: list[str], *, table: list[list[str]] | None = None) -> bytes:
-    """A Word document: a level-1 heading, the paragraphs, then the table (rows of cells) if given."""
+def docx_doc(
+    heading: str, paragraphs: list[str], *, level: int = 1, table: list[list[str]] | None = None
+) -> bytes:
+    """A Word document: a heading ("Heading <level>" style; level 0 is "Title"), the paragraphs, then
+    the table (rows of cells) if given."""
     document = docx.Document()
-    document.add_heading(heading, level=1)
+    document.add_heading(heading, level=level)
     for paragraph in paragraphs:
         document.add_paragraph(paragraph)
     if table:
