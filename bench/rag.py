@@ -99,7 +99,10 @@ def corpus() -> list[SourceFile]:
     """The repository's Markdown, README.md first."""
     found = {REPO / "README.md", REPO / "examples" / "README.md", *REPO.glob("services/*/README*")}
     for folder, dirs, files in os.walk(REPO):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info"))
+        # Hidden folders (.git, .pytest_cache) and build metadata hold no documentation of ours.
+        dirs[:] = sorted(
+            d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
+        )
         found.update(Path(folder) / name for name in files if name.endswith(".md"))
     paths = sorted(
         (p for p in found if p.is_file() and document_kind(p.name) is not None),

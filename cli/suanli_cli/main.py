@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from suanli_cli.commands import auth, deployments, files, fine_tunes, gpus, jobs, keys, models
+from suanli_cli.commands import (
+    auth,
+    deployments,
+    files,
+    fine_tunes,
+    gpus,
+    jobs,
+    keys,
+    knowledge_bases,
+    models,
+)
 from suanli_cli.launcher.command import up
 from suanli_cli.output import SuanliGroup
 
@@ -39,6 +49,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(fine_tunes.app, name="fine-tunes")
 app.command(name="gpus")(gpus.gpus)
 app.add_typer(deployments.app, name="deployments")
+app.add_typer(knowledge_bases.app, name="kb")
 app.command(name="chat")(deployments.chat)
 
 

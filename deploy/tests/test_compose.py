@@ -17,7 +17,7 @@ def test_compose_builds_existing_dockerfiles_and_wires_the_backends() -> None:
     for backend in ("nats", "postgres", "qdrant", "minio", "jaeger"):
         assert backend in services
     built = {name: svc for name, svc in services.items() if "build" in svc}
-    assert {"auth", "catalog", "scheduler", "trainer-agent", "inference-gateway"} <= set(built)
+    assert {"auth", "catalog", "scheduler", "trainer-agent", "rag", "inference-gateway"} <= set(built)
     for name, svc in built.items():
         dockerfile = ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"

@@ -8,6 +8,7 @@ the middle of a document finishes it after its restart with exactly its chunks.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ import httpx
 import openai
 import pytest
 from qdrant_client import QdrantClient, models
+
+from suanli_inference_gateway.platform.knowledge_bases.answers import NOTHING_FOUND
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "rag" / "tests"))
 from documents import docx_doc, encrypted_pdf, markdown_doc, pdf_doc
@@ -208,3 +211,34 @@ def test_a_worker_killed_mid_document_finishes_it_after_restart_with_exactly_its
         qdrant.close()
     assert points == total
     assert indexes == set(range(total))
+
+
+def test_the_cli_builds_and_searches_a_knowledge_base(platform: Platform, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from suanli_cli.main import app
+
+    env = {
+        "SUANLI_API_URL": platform.base_url,
+        "SUANLI_API_KEY": platform.new_user()[1],
+        "SUANLI_CONFIG": str(tmp_path / "cli.json"),
+    }
+    runner = CliRunner()
+    created = runner.invoke(app, ["kb", "create", "notes", "--chunk-size", "100", "--json"], env=env)
+    assert created.exit_code == 0, created.output
+    kb_id = json.loads(created.stdout)["id"]
+    (tmp_path / "guide.md").write_bytes(markdown_doc())
+    (tmp_path / "locked.pdf").write_bytes(encrypted_pdf())
+    added = runner.invoke(
+        app, ["kb", "add", kb_id, str(tmp_path / "guide.md"), str(tmp_path / "locked.pdf")], env=env
+    )
+    assert added.exit_code == 1  # one of the two failed, and the CLI says which and why
+    assert "locked.pdf" in added.output and "encrypted_file" in added.output
+    found = runner.invoke(app, ["kb", "search", kb_id, "install on Linux", "--json"], env=env)
+    assert found.exit_code == 0, found.output
+    assert any("make run" in r["content"][0]["text"] for r in json.loads(found.stdout)["data"])
+    asked = runner.invoke(
+        app, ["kb", "ask", kb_id, "quantum chromodynamics gluon confinement", "--json"], env=env
+    )
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.stdout) == {"answer": NOTHING_FOUND, "citations": []}

@@ -215,23 +215,11 @@ def _docx_table(table: Table) -> str:
 # HTML
 
 
-_DROPPED_HTML = [
-    "head",
-    "script",
-    "style",
-    "noscript",
-    "template",
-    "nav",
-    "svg",
-    "canvas",
-    "iframe",
-    "object",
-]
-_HTML_BLOCKS = [
-    "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
-    "dl", "dt", "dd", "table", "figure", "figcaption", "address", "details", "summary", "hr", "caption",
-    "form", "fieldset",
-]  # fmt: skip
+_DROPPED_HTML = "head script style noscript template nav svg canvas iframe object".split()
+_HTML_BLOCKS = (
+    "p div section article main aside header footer blockquote pre ul ol dl dt dd table figure figcaption "
+    "address details summary hr caption form fieldset"
+).split()
 _HTML_WHITESPACE = re.compile(r"\s+")
 
 
@@ -241,9 +229,9 @@ def _parse_html(data: bytes) -> list[Section]:
     for tag in soup.find_all(_DROPPED_HTML):
         tag.decompose()
     for string in soup.find_all(string=True):
-        if type(string) not in (NavigableString, CData):  # comments, doctype, processing instructions
-            string.extract()
-        elif string.find_parent("pre") is None:  # outside <pre>, any run of whitespace is one space
+        if type(string) not in (NavigableString, CData):
+            continue  # a comment, the doctype: get_text() leaves them out, as long as they keep their type
+        if string.find_parent("pre") is None:  # outside <pre>, any run of whitespace is one space
             string.replace_with(_escape_heading_marks(_HTML_WHITESPACE.sub(" ", string)))
         else:
             string.replace_with(_escape_heading_marks(str(string)))

@@ -68,19 +68,23 @@ def encrypted_pdf(user_password: str = "secret", owner_password: str = "owner") 
 
 
 def docx_doc(
-    heading: str, paragraphs: list[str], *, level: int = 1, table: list[list[str]] | None = None
+    heading: str, paragraphs: list[str], *, level: int = 1, table: list[list[str | None]] | None = None
 ) -> bytes:
     """A Word document: a heading ("Heading <level>" style; level 0 is "Title"), the paragraphs, then
-    the table (rows of cells) if given."""
+    the table if given: rows of cells, a None cell merged into the cell on its left."""
     document = docx.Document()
     document.add_heading(heading, level=level)
     for paragraph in paragraphs:
         document.add_paragraph(paragraph)
     if table:
-        rows = document.add_table(rows=len(table), cols=len(table[0]))
-        for row, values in zip(rows.rows, table, strict=True):
-            for cell, value in zip(row.cells, values, strict=True):
-                cell.text = value
+        grid = document.add_table(rows=len(table), cols=len(table[0]))
+        for row, values in zip(grid.rows, table, strict=True):
+            cells = list(row.cells)
+            for column, value in enumerate(values):
+                if value is None:
+                    cells[column - 1].merge(cells[column])
+                else:
+                    cells[column].text = value
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
@@ -98,6 +102,7 @@ def html_doc() -> bytes:
 <body>
   <nav><a href="/">Home</a> <a href="/docs">Docs</a></nav>
   <h1>Pricing</h1>
+  <!-- build 42: not text either -->
   <p>Suanli is   free
      to self-host.</p>
   <h2>Plans</h2>

@@ -127,10 +127,10 @@ def test_docx_headings_paragraphs_and_tables_in_order() -> None:
     data = docx_doc(
         "Quarterly report",
         ["Revenue grew.", "# of customers rose."],
-        table=[["Region", "Revenue"], ["North", "12"]],
+        table=[["Region", "Revenue", None], ["North", "12", "EUR"]],
     )
     assert only_text(parse_document("report.docx", data)) == (
-        "# Quarterly report\n\nRevenue grew.\n\n\\# of customers rose.\n\nRegion | Revenue\nNorth | 12"
+        "# Quarterly report\n\nRevenue grew.\n\n\\# of customers rose.\n\nRegion | Revenue\nNorth | 12 | EUR"
     )
 
 
@@ -202,7 +202,7 @@ def test_csv_with_only_a_header_is_empty() -> None:
 @pytest.mark.parametrize(
     ("filename", "data"),
     [
-        ("notes.txt", b"text with a \x00 NUL byte"),
+        ("notes.txt", b"a long text with a single NUL byte in it " * 10 + b"\x00"),
         ("notes.md", bytes(range(1, 256)) * 4),  # no NUL, but nothing like text
         ("table.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
     ],
