@@ -250,6 +250,19 @@ def test_embeddings_from_the_packaged_minilm_deployment(
     answer = client.embeddings.create(model=EMBEDDING_MODEL, input=["a cat sat on the mat", "知识库"])
     assert [len(item.embedding) for item in answer.data] == [384, 384]
     assert answer.usage.prompt_tokens > 0
+
+    # A knowledge base may embed with the deployed model instead of the in-process one.
+    store = client.vector_stores.create(
+        name="deployed-embeddings", extra_body={"embedding_model": EMBEDDING_MODEL}
+    )
+    uploaded = client.files.create(file=("handbook.md", HANDBOOK), purpose="assistants")
+    indexed = client.vector_stores.files.create_and_poll(
+        vector_store_id=store.id, file_id=uploaded.id, poll_interval_ms=200
+    )
+    assert indexed.status == "completed", indexed.last_error
+    found = client.vector_stores.search(vector_store_id=store.id, query="launch code of the demo cluster")
+    assert "ORCHID-42" in found.data[0].content[0].text
+
     assert api.delete(f"/api/v1/deployments/{deployment_id}").status_code == 200
     wait_until_gone(api, deployment_id, timeout_s=180)
 

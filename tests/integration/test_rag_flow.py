@@ -135,6 +135,10 @@ def test_bad_input_gets_a_clear_error_or_status(alice: openai.OpenAI, platform: 
         )  # type: ignore[arg-type]
     assert bad_filter.value.param == "filters"
 
+    with pytest.raises(openai.ConflictError) as undeployed:
+        alice.vector_stores.create(name="x", extra_body={"embedding_model": "no-such-embedder"})
+    assert undeployed.value.code == "model_not_deployed"
+
     ask = f"{platform.base_url}/api/v1/knowledge-bases/{store}/ask"
     headers = {"Authorization": f"Bearer {alice.api_key}"}
     nothing = httpx.post(

@@ -3,15 +3,23 @@ point with a dense vector (meaning) and a BM25 sparse vector (words), retrieved 
 fused with reciprocal rank fusion.
 
 A chunk's point id derives from (file, chunk index), so indexing a document again overwrites
-its points instead of adding copies: a redelivered ingestion never duplicates chunks."""
+its points instead of adding copies: a redelivered ingestion never duplicates chunks.
+
+Embedded Qdrant computes in the calling thread (brute force, seconds per query at 100k points),
+so every call runs on a worker thread and the event loop keeps serving; embedded Qdrant gets one
+thread (it is not made for concurrent callers), a Qdrant server several."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import QdrantClient, models
 
 from suanli_rag.chunking import Chunk
 from suanli_rag.sparse import SparseVector
@@ -60,22 +68,38 @@ def _file_filter(file_id: str, from_index: int = 0) -> models.Filter:
     return models.Filter(must=must)
 
 
+T = TypeVar("T")
+
+
 class ChunkIndex:
-    def __init__(self, client: AsyncQdrantClient, *, payload_indexes: bool = False) -> None:
+    def __init__(self, client: QdrantClient, *, embedded: bool) -> None:
         self._client = client
-        self._payload_indexes = payload_indexes  # a Qdrant server uses them; embedded Qdrant scans
+        self._embedded = embedded
+        self._threads = ThreadPoolExecutor(max_workers=1 if embedded else 8, thread_name_prefix="qdrant")
+
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(method, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+        self._client.close()
 
     async def ensure_collection(self, knowledge_base_id: str, dimension: int) -> None:
         name = collection_name(knowledge_base_id)
-        if await self._client.collection_exists(name):
+        if await self._call(self._client.collection_exists, name):
             return
-        await self._client.create_collection(
+        await self._call(
+            self._client.create_collection,
             name,
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
-        if self._payload_indexes:
-            await self._client.create_payload_index(name, "file_id", models.PayloadSchemaType.KEYWORD)
+        if not self._embedded:  # a server filters by document through it; embedded Qdrant scans
+            await self._call(
+                self._client.create_payload_index, name, "file_id", models.PayloadSchemaType.KEYWORD
+            )
 
     async def upsert(self, knowledge_base_id: str, chunks: list[IndexedChunk]) -> None:
         if not chunks:
@@ -100,29 +124,32 @@ class ChunkIndex:
             )
             for item in chunks
         ]
-        await self._client.upsert(collection_name(knowledge_base_id), points, wait=True)
+        await self._call(self._client.upsert, collection_name(knowledge_base_id), points, wait=True)
 
     async def delete_document(self, knowledge_base_id: str, file_id: str, from_index: int = 0) -> None:
         """Deletes a document's chunks (those from `from_index` on: what a shorter re-index left)."""
         name = collection_name(knowledge_base_id)
-        if await self._client.collection_exists(name):
-            await self._client.delete(
-                name, models.FilterSelector(filter=_file_filter(file_id, from_index)), wait=True
+        if await self._call(self._client.collection_exists, name):
+            await self._call(
+                self._client.delete,
+                name,
+                models.FilterSelector(filter=_file_filter(file_id, from_index)),
+                wait=True,
             )
 
     async def count(self, knowledge_base_id: str, file_id: str | None = None) -> int:
         name = collection_name(knowledge_base_id)
-        if not await self._client.collection_exists(name):
+        if not await self._call(self._client.collection_exists, name):
             return 0
-        result = await self._client.count(
-            name, count_filter=_file_filter(file_id) if file_id else None, exact=True
+        result = await self._call(
+            self._client.count, name, count_filter=_file_filter(file_id) if file_id else None, exact=True
         )
         return int(result.count)
 
     async def drop(self, knowledge_base_id: str) -> None:
         name = collection_name(knowledge_base_id)
-        if await self._client.collection_exists(name):
-            await self._client.delete_collection(name)
+        if await self._call(self._client.collection_exists, name):
+            await self._call(self._client.delete_collection, name)
 
     async def search(
         self,
@@ -138,7 +165,7 @@ class ChunkIndex:
         cosine similarity reaches `min_relevance`, so a question about something the documents
         never mention finds nothing rather than the least unrelated chunks."""
         name = collection_name(knowledge_base_id)
-        if not await self._client.collection_exists(name):
+        if not await self._call(self._client.collection_exists, name):
             return []
         depth = max(limit * 4, 20)
         prefetch = [
@@ -155,7 +182,8 @@ class ChunkIndex:
                     filter=query_filter,
                 )
             )
-        response = await self._client.query_points(
+        response = await self._call(
+            self._client.query_points,
             name,
             prefetch=prefetch,
             query=models.FusionQuery(fusion=models.Fusion.RRF),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import httpx
-from qdrant_client import AsyncQdrantClient
+from qdrant_client import QdrantClient
 
 from suanli_common.bus import EventPublisher, declare_streams, make_broker
 from suanli_common.db import Database
@@ -52,10 +52,12 @@ class RunningRag:
     address: str
 
 
-def qdrant_client(settings: RagSettings) -> AsyncQdrantClient:
+def chunk_index(settings: RagSettings) -> ChunkIndex:
     if settings.qdrant_url:
-        return AsyncQdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
-    return AsyncQdrantClient(path=str(settings.resolved_qdrant_path))
+        return ChunkIndex(
+            QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key), embedded=False
+        )
+    return ChunkIndex(QdrantClient(path=str(settings.resolved_qdrant_path)), embedded=True)
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +81,7 @@ async def running_rag(
         idempotent_methods=deployed_models.IDEMPOTENT_METHODS,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
-    qdrant = qdrant_client(settings)
+    index = chunk_index(settings)
     server: grpc.aio.Server | None = None
     relay: asyncio.Task[None] | None = None
     try:
@@ -93,7 +95,6 @@ async def running_rag(
         )
         deployed = DeployedModels(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel))
         embedders = Embedders(packaged, deployed.endpoint, http)
-        index = ChunkIndex(qdrant, payload_indexes=settings.qdrant_url is not None)
         catalog = catalog or GrpcCatalogFiles(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
         await broker.connect()
         await declare_streams(broker)
@@ -135,7 +136,7 @@ async def running_rag(
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
-        await qdrant.close()
+        index.close()
         await http.aclose()
         await catalog_channel.close()
         await scheduler_channel.close()

@@ -42,19 +42,21 @@ class DocumentError(Exception):
 class Section:
     """A run of a document's text: a PDF page (``page`` 1-based), or the whole of any other document.
 
-    The text is normalised on construction (see ``normalise_text``); the chunker relies on it to find
-    each chunk's offset in the section.
+    The text is normalised on construction: lines stripped, one space between words, at most one blank
+    line in a row, no invisible characters. The chunker relies on it to find each chunk in the section.
     """
 
     text: str
     page: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "text", normalise_text(self.text))
+        object.__setattr__(self, "text", _normalise(self.text))
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedDocument:
+    """A document's sections in reading order, none of them empty."""
+
     sections: list[Section]
 
     @property
@@ -88,8 +90,8 @@ def parse_document(filename: str, data: bytes) -> ParsedDocument:
     return ParsedDocument(sections)
 
 
-def normalise_text(text: str) -> str:
-    """Light whitespace normalisation that keeps the structure: one space between words, no blank runs.
+def _normalise(text: str) -> str:
+    """Light whitespace normalisation that keeps the structure (paragraph breaks, line breaks).
 
     Lines are stripped, runs of spaces become one, runs of blank lines become one (a paragraph break),
     other whitespace becomes a space and invisible characters (zero-width spaces, controls) are dropped.
@@ -215,11 +217,23 @@ def _docx_table(table: Table) -> str:
 # HTML
 
 
-_DROPPED_HTML = "head script style noscript template nav svg canvas iframe object".split()
-_HTML_BLOCKS = (
-    "p div section article main aside header footer blockquote pre ul ol dl dt dd table figure figcaption "
-    "address details summary hr caption form fieldset"
-).split()
+_DROPPED_HTML = [
+    "head",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "svg",
+    "canvas",
+    "iframe",
+    "object",
+]
+_HTML_BLOCKS = [
+    "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
+    "dl", "dt", "dd", "table", "figure", "figcaption", "address", "details", "summary", "hr", "caption",
+    "form", "fieldset",
+]  # fmt: skip
 _HTML_WHITESPACE = re.compile(r"\s+")
 
 
