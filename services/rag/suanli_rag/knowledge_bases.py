@@ -208,7 +208,8 @@ class KnowledgeBases:
     async def list_documents(
         self, caller_id: str, knowledge_base_id: str, status: str = ""
     ) -> list[Document]:
-        if status and status not in DocumentStatus.__members__:
+        # OpenAI's "cancelled" is a valid filter that matches nothing here (ingestion is not cancelled).
+        if status and status not in (*DocumentStatus.__members__, "cancelled"):
             raise InvalidRequest(f"unknown status {status!r}", param="filter")
         async with self._db.session() as session:
             repo = RagRepository(session)
