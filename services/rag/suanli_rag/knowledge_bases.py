@@ -95,6 +95,8 @@ class KnowledgeBases:
         client_request_id: str = "",
         file_ids: tuple[str, ...] = (),
     ) -> KnowledgeBase:
+        if not new.model:
+            raise InvalidRequest("a knowledge base needs the chat model that answers from it", param="model")
         if len(new.name) > MAX_NAME:
             raise InvalidRequest(f"the name is longer than {MAX_NAME} characters", param="name")
         defaults = self._limits.default_chunking
