@@ -35,6 +35,7 @@ def knowledge_base_pb(kb: KnowledgeBase) -> pb.KnowledgeBase:
         id=kb.id,
         owner_id=kb.owner_id,
         name=kb.name,
+        description=kb.description,
         model=kb.model,
         embedding_model=kb.embedding_model,
         chunk_max_tokens=kb.chunk_max_tokens,
@@ -96,6 +97,7 @@ class RagServicer(rag_pb2_grpc.RagServiceServicer):
         metadata = _json_object(request.metadata_json, "metadata")
         new = NewKnowledgeBase(
             name=request.name,
+            description=request.description,
             model=request.model,
             embedding_model=request.embedding_model,
             chunk_max_tokens=request.chunk_max_tokens,

@@ -26,16 +26,22 @@ _SEPARATORS = [
 ]  # fmt: skip
 
 
+MIN_CHUNK_TOKENS = 16
+# all-MiniLM-L6-v2 reads 256 word pieces and the heading path is embedded with the chunk: a longer
+# chunk would be cut off when embedded.
+MAX_CHUNK_TOKENS = 224
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkingConfig:
-    # all-MiniLM-L6-v2 reads 256 word pieces; a longer chunk would be truncated when embedded, and the
-    # heading path is embedded with the chunk.
     max_tokens: int = 200
     overlap_tokens: int = 40
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 16:
-            raise ValueError(f"max_tokens must be at least 16, not {self.max_tokens}")
+        if not MIN_CHUNK_TOKENS <= self.max_tokens <= MAX_CHUNK_TOKENS:
+            raise ValueError(
+                f"chunks hold {MIN_CHUNK_TOKENS} to {MAX_CHUNK_TOKENS} tokens, not {self.max_tokens}"
+            )
         if not 0 <= self.overlap_tokens <= self.max_tokens // 2:
             raise ValueError(
                 f"overlap_tokens must be between 0 and max_tokens // 2 ({self.max_tokens // 2}), "

@@ -30,11 +30,11 @@ class KnowledgeBase:
     id: str
     owner_id: str
     name: str
+    description: str
     model: str
     embedding_model: str
     chunk_max_tokens: int
     chunk_overlap_tokens: int
-    generation: int
     metadata: dict[str, str]
     created_at: datetime
     last_active_at: datetime
@@ -54,7 +54,7 @@ class Document:
     filename: str
     bytes: int
     status: DocumentStatus
-    generation: int
+    attempt_id: str
     error_code: str
     error_message: str
     chunks: int
@@ -72,3 +72,4 @@ class NewKnowledgeBase:
     chunk_max_tokens: int
     chunk_overlap_tokens: int
     metadata: dict[str, str]
+    description: str = ""

@@ -36,6 +36,10 @@ class Embedder(Protocol):
         """One unit vector per text, in order."""
 
 
+def is_packaged(name: str) -> bool:
+    return name in ("", PACKAGED_MODEL)
+
+
 def packaged_model_dir() -> Path:
     return package_file(PACKAGED_DISTRIBUTION, "model/config.json").parent
 
@@ -135,7 +139,7 @@ class Embedders:
         self._client = client
 
     def for_model(self, owner_id: str, name: str) -> Embedder:
-        if name in ("", PACKAGED_MODEL):
+        if is_packaged(name):
             return self.packaged
 
         async def endpoint() -> str:
@@ -145,5 +149,5 @@ class Embedders:
 
     async def check(self, owner_id: str, name: str) -> None:
         """Raises when `name` is neither the packaged model nor deployed for `owner_id`."""
-        if name not in ("", PACKAGED_MODEL):
+        if not is_packaged(name):
             await self._endpoints(owner_id, name)

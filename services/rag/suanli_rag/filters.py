@@ -26,9 +26,13 @@ def _comparison(spec: dict[str, Any]) -> models.Filter:
         raise _invalid("a comparison filter needs a string 'key'")
     field = f"attributes.{key}"
     if kind in ("eq", "ne"):
-        if not isinstance(value, str | int | bool):
+        if not isinstance(value, str | int | float | bool):
             raise _invalid(f"'{kind}' compares with a string, number or boolean")
-        condition = models.FieldCondition(key=field, match=models.MatchValue(value=value))
+        condition = (
+            models.FieldCondition(key=field, range=models.Range(gte=value, lte=value))
+            if isinstance(value, float)  # Qdrant matches keywords, integers and booleans exactly
+            else models.FieldCondition(key=field, match=models.MatchValue(value=value))
+        )
         return models.Filter(must=[condition]) if kind == "eq" else models.Filter(must_not=[condition])
     if kind in _RANGES:
         if isinstance(value, bool) or not isinstance(value, int | float):

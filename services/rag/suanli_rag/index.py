@@ -2,8 +2,9 @@
 point with a dense vector (meaning) and a BM25 sparse vector (words), retrieved by both and
 fused with reciprocal rank fusion.
 
-A chunk's point id derives from (file, chunk index), so indexing a document again overwrites
-its points instead of adding copies: a redelivered ingestion never duplicates chunks.
+A chunk's point id derives from (file, attempt, chunk index), so running an attempt again
+overwrites its points instead of adding copies: a redelivered ingestion never duplicates chunks.
+A new attempt (a re-index) writes beside the old one and removes the old points when it is done.
 
 Embedded Qdrant computes in the calling thread (brute force, seconds per query at 100k points),
 so every call runs on a worker thread and the event loop keeps serving; embedded Qdrant gets one
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from suanli_rag.chunking import Chunk
 from suanli_rag.sparse import SparseVector
@@ -33,13 +35,14 @@ def collection_name(knowledge_base_id: str) -> str:
     return f"kb_{knowledge_base_id}"
 
 
-def point_id(file_id: str, chunk_index: int) -> str:
-    return str(uuid.uuid5(_POINTS, f"{file_id}/{chunk_index}"))
+def point_id(file_id: str, attempt_id: str, chunk_index: int) -> str:
+    return str(uuid.uuid5(_POINTS, f"{file_id}/{attempt_id}/{chunk_index}"))
 
 
 @dataclass(frozen=True, slots=True)
 class IndexedChunk:
     file_id: str
+    attempt_id: str
     filename: str
     chunk: Chunk
     dense: list[float]
@@ -59,13 +62,16 @@ class Passage:
     attributes: dict[str, Any]
 
 
-def _file_filter(file_id: str, from_index: int = 0) -> models.Filter:
-    must: list[models.Condition] = [
-        models.FieldCondition(key="file_id", match=models.MatchValue(value=file_id))
-    ]
-    if from_index:
-        must.append(models.FieldCondition(key="chunk_index", range=models.Range(gte=from_index)))
-    return models.Filter(must=must)
+def _document_filter(file_id: str, *, attempt_id: str = "", other_than: str = "") -> models.Filter:
+    """A document's chunks: all of them, those of one attempt, or those of every other attempt."""
+    same_file = models.FieldCondition(key="file_id", match=models.MatchValue(value=file_id))
+    if attempt_id:
+        attempt = models.FieldCondition(key="attempt_id", match=models.MatchValue(value=attempt_id))
+        return models.Filter(must=[same_file, attempt])
+    if other_than:
+        attempt = models.FieldCondition(key="attempt_id", match=models.MatchValue(value=other_than))
+        return models.Filter(must=[same_file], must_not=[attempt])
+    return models.Filter(must=[same_file])
 
 
 T = TypeVar("T")
@@ -76,6 +82,7 @@ class ChunkIndex:
         self._client = client
         self._embedded = embedded
         self._threads = ThreadPoolExecutor(max_workers=1 if embedded else 8, thread_name_prefix="qdrant")
+        self._creating: dict[str, asyncio.Lock] = {}
 
     async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -87,32 +94,44 @@ class ChunkIndex:
         self._client.close()
 
     async def ensure_collection(self, knowledge_base_id: str, dimension: int) -> None:
+        """Creates the collection unless it exists; documents of a new knowledge base may ask at
+        the same time, hence the lock (and a server's 'already exists' from another process)."""
         name = collection_name(knowledge_base_id)
-        if await self._call(self._client.collection_exists, name):
-            return
-        await self._call(
-            self._client.create_collection,
-            name,
-            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-        )
-        if not self._embedded:  # a server filters by document through it; embedded Qdrant scans
-            await self._call(
-                self._client.create_payload_index, name, "file_id", models.PayloadSchemaType.KEYWORD
-            )
+        async with self._creating.setdefault(name, asyncio.Lock()):
+            if await self._call(self._client.collection_exists, name):
+                return
+            try:
+                await self._call(
+                    self._client.create_collection,
+                    name,
+                    vectors_config={
+                        DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+                    },
+                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                )
+            except (UnexpectedResponse, ValueError):
+                if not await self._call(self._client.collection_exists, name):
+                    raise
+                return
+            if not self._embedded:  # a server filters by document through these; embedded Qdrant scans
+                for field in ("file_id", "attempt_id"):
+                    await self._call(
+                        self._client.create_payload_index, name, field, models.PayloadSchemaType.KEYWORD
+                    )
 
     async def upsert(self, knowledge_base_id: str, chunks: list[IndexedChunk]) -> None:
         if not chunks:
             return
         points = [
             models.PointStruct(
-                id=point_id(item.file_id, item.chunk.index),
+                id=point_id(item.file_id, item.attempt_id, item.chunk.index),
                 vector={
                     DENSE: item.dense,
                     SPARSE: models.SparseVector(indices=item.sparse.indices, values=item.sparse.values),
                 },
                 payload={
                     "file_id": item.file_id,
+                    "attempt_id": item.attempt_id,
                     "filename": item.filename,
                     "chunk_index": item.chunk.index,
                     "text": item.chunk.text,
@@ -126,14 +145,18 @@ class ChunkIndex:
         ]
         await self._call(self._client.upsert, collection_name(knowledge_base_id), points, wait=True)
 
-    async def delete_document(self, knowledge_base_id: str, file_id: str, from_index: int = 0) -> None:
-        """Deletes a document's chunks (those from `from_index` on: what a shorter re-index left)."""
+    async def delete_document(
+        self, knowledge_base_id: str, file_id: str, *, attempt_id: str = "", other_than: str = ""
+    ) -> None:
+        """Deletes a document's chunks: all, one attempt's, or those every other attempt left."""
         name = collection_name(knowledge_base_id)
         if await self._call(self._client.collection_exists, name):
             await self._call(
                 self._client.delete,
                 name,
-                models.FilterSelector(filter=_file_filter(file_id, from_index)),
+                models.FilterSelector(
+                    filter=_document_filter(file_id, attempt_id=attempt_id, other_than=other_than)
+                ),
                 wait=True,
             )
 
@@ -142,7 +165,7 @@ class ChunkIndex:
         if not await self._call(self._client.collection_exists, name):
             return 0
         result = await self._call(
-            self._client.count, name, count_filter=_file_filter(file_id) if file_id else None, exact=True
+            self._client.count, name, count_filter=_document_filter(file_id) if file_id else None, exact=True
         )
         return int(result.count)
 

@@ -21,15 +21,16 @@ from suanli_rag.catalog_files import CatalogFile, CatalogFiles
 from suanli_rag.chunking import ChunkingConfig
 from suanli_rag.domain import Document, DocumentStatus, KnowledgeBase, NewKnowledgeBase
 from suanli_rag.embeddings import PACKAGED_MODEL, Embedders
+from suanli_rag.events import DOCUMENT_UPLOADED
 from suanli_rag.index import ChunkIndex
 from suanli_rag.models import DocumentRow, KnowledgeBaseRow
 from suanli_rag.parsing import SUPPORTED_EXTENSIONS, document_kind
 from suanli_rag.repository import RagRepository, document_of
 
-DOCUMENT_UPLOADED = "document.uploaded"
 ASSISTANTS = "assistants"
 MAX_ATTRIBUTES = 16
 MAX_NAME = 256
+MAX_DESCRIPTION = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +44,24 @@ def _now() -> datetime:
 
 
 def checked_chunking(max_tokens: int, overlap_tokens: int) -> ChunkingConfig:
-    if not 16 <= max_tokens <= 512:
-        raise InvalidRequest("chunks hold 16 to 512 tokens", param="chunking_strategy")
-    if not 0 <= overlap_tokens <= max_tokens // 2:
-        raise InvalidRequest("the chunk overlap is at most half the chunk size", param="chunking_strategy")
-    return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+    try:
+        return ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="chunking_strategy") from None
 
 
 def checked_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     if len(attributes) > MAX_ATTRIBUTES:
         raise InvalidRequest(f"at most {MAX_ATTRIBUTES} attributes", param="attributes")
     for key, value in attributes.items():
-        if not isinstance(value, str | int | float | bool) or len(key) > 64:
+        if (
+            len(key) > 64
+            or not isinstance(value, str | int | float | bool)
+            or (isinstance(value, str) and len(value) > 512)
+        ):
             raise InvalidRequest(
-                f"attribute {key!r}: keys are short strings, values strings, numbers or booleans",
+                f"attribute {key!r}: keys have at most 64 characters, values are numbers, booleans "
+                "or strings of at most 512 characters",
                 param="attributes",
             )
     return attributes
@@ -67,7 +72,7 @@ def uploaded_event(row: DocumentRow) -> DocumentChanged:
         knowledge_base_id=row.knowledge_base_id,
         file_id=row.file_id,
         owner_id=row.owner_id,
-        generation=row.generation,
+        attempt_id=row.attempt_id,
     )
 
 
@@ -99,6 +104,10 @@ class KnowledgeBases:
             raise InvalidRequest("a knowledge base needs the chat model that answers from it", param="model")
         if len(new.name) > MAX_NAME:
             raise InvalidRequest(f"the name is longer than {MAX_NAME} characters", param="name")
+        if len(new.description) > MAX_DESCRIPTION:
+            raise InvalidRequest(
+                f"the description is longer than {MAX_DESCRIPTION} characters", param="description"
+            )
         defaults = self._limits.default_chunking
         chunking = checked_chunking(
             new.chunk_max_tokens or defaults.max_tokens,
@@ -113,11 +122,11 @@ class KnowledgeBases:
             owner_id=owner_id,
             client_request_id=client_request_id or None,
             name=new.name,
+            description=new.description,
             model=new.model,
             embedding_model=embedding_model,
             chunk_max_tokens=chunking.max_tokens,
             chunk_overlap_tokens=chunking.overlap_tokens,
-            generation=1,
             metadata_json=json.dumps(new.metadata),
             created_at=now,
             last_active_at=now,
@@ -143,7 +152,7 @@ class KnowledgeBases:
     async def get(self, caller_id: str, knowledge_base_id: str) -> KnowledgeBase:
         async with self._db.session() as session:
             repo = RagRepository(session)
-            return (await repo.with_counts([await self._owned(repo, caller_id, knowledge_base_id)]))[0]
+            return (await repo.with_counts([await repo.owned(caller_id, knowledge_base_id)]))[0]
 
     async def owned_by(self, caller_id: str) -> list[KnowledgeBase]:
         async with self._db.session() as session:
@@ -153,7 +162,7 @@ class KnowledgeBases:
     async def delete(self, caller_id: str, knowledge_base_id: str) -> KnowledgeBase:
         async with self._db.session() as session:
             repo = RagRepository(session)
-            row = await self._owned(repo, caller_id, knowledge_base_id)
+            row = await repo.owned(caller_id, knowledge_base_id)
             deleted = (await repo.with_counts([row]))[0]
             await repo.delete_documents(row.id)
             await session.delete(row)
@@ -167,17 +176,11 @@ class KnowledgeBases:
         chunking = checked_chunking(max_tokens, overlap_tokens)
         async with self._db.session() as session:
             repo = RagRepository(session)
-            row = await self._owned(repo, caller_id, knowledge_base_id)
+            row = await repo.owned(caller_id, knowledge_base_id)
             row.chunk_max_tokens, row.chunk_overlap_tokens = chunking.max_tokens, chunking.overlap_tokens
-            row.generation += 1
             row.last_active_at = _now()
             for document in await repo.documents(row.id):
-                document.generation = row.generation
-                document.status = DocumentStatus.in_progress
-                document.error_code = document.error_message = ""
-                document.chunks = document.chunks_total = 0
-                document.updated_at = row.last_active_at
-                self._outbox.add(session, DOCUMENT_UPLOADED, row.id, uploaded_event(document))
+                self._index_again(session, document)
             await session.flush()
             return (await repo.with_counts([row]))[0]
 
@@ -186,12 +189,15 @@ class KnowledgeBases:
     ) -> Document:
         attributes = checked_attributes(attributes)
         async with self._db.session() as session:
-            await self._owned(RagRepository(session), caller_id, knowledge_base_id)
+            await RagRepository(session).owned(caller_id, knowledge_base_id)
         file = await self._attachable(caller_id, file_id)
         async with self._db.session() as session:
             repo = RagRepository(session)
-            row = await self._owned(repo, caller_id, knowledge_base_id)
+            row = await repo.owned(caller_id, knowledge_base_id)
             if existing := await repo.document_row(row.id, file_id):
+                if existing.status == DocumentStatus.failed:  # attaching it again is a retry
+                    self._index_again(session, existing)
+                    await session.flush()
                 return document_of(existing)
             row.last_active_at = _now()
             document = self._stage_document(session, row, file.id, file.filename, file.bytes, attributes)
@@ -201,7 +207,7 @@ class KnowledgeBases:
     async def get_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
         async with self._db.session() as session:
             repo = RagRepository(session)
-            await self._owned(repo, caller_id, knowledge_base_id)
+            await repo.owned(caller_id, knowledge_base_id)
             row = await repo.document_row(knowledge_base_id, file_id)
             if row is None:
                 raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
@@ -215,13 +221,13 @@ class KnowledgeBases:
             raise InvalidRequest(f"unknown status {status!r}", param="filter")
         async with self._db.session() as session:
             repo = RagRepository(session)
-            await self._owned(repo, caller_id, knowledge_base_id)
+            await repo.owned(caller_id, knowledge_base_id)
             return [document_of(row) for row in await repo.documents(knowledge_base_id, status)]
 
     async def delete_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
         async with self._db.session() as session:
             repo = RagRepository(session)
-            await self._owned(repo, caller_id, knowledge_base_id)
+            await repo.owned(caller_id, knowledge_base_id)
             row = await repo.document_row(knowledge_base_id, file_id)
             if row is None:
                 raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
@@ -229,13 +235,6 @@ class KnowledgeBases:
             await session.delete(row)
         await self._index.delete_document(knowledge_base_id, file_id)
         return deleted
-
-    async def _owned(self, repo: RagRepository, caller_id: str, knowledge_base_id: str) -> KnowledgeBaseRow:
-        row = await repo.knowledge_base_row(knowledge_base_id)
-        if row is None or row.owner_id != caller_id:
-            # Another user's knowledge base is as absent as one that never existed.
-            raise NotFound(f"no vector store {knowledge_base_id}", param="vector_store_id")
-        return row
 
     async def _attachable(self, owner_id: str, file_id: str) -> CatalogFile:
         """The catalog file, once it is known to be a document this service can index."""
@@ -279,7 +278,7 @@ class KnowledgeBases:
             filename=filename,
             bytes=size,
             status=DocumentStatus.in_progress,
-            generation=kb.generation,
+            attempt_id=new_id("ing"),
             error_code="",
             error_message="",
             chunks=0,
@@ -291,3 +290,12 @@ class KnowledgeBases:
         session.add(document)
         self._outbox.add(session, DOCUMENT_UPLOADED, kb.id, uploaded_event(document))
         return document
+
+    def _index_again(self, session: AsyncSession, document: DocumentRow) -> None:
+        """A new attempt for a document: the running one, if any, is stale from now on."""
+        document.attempt_id = new_id("ing")
+        document.status = DocumentStatus.in_progress
+        document.error_code = document.error_message = ""
+        document.chunks = document.chunks_total = 0
+        document.updated_at = _now()
+        self._outbox.add(session, DOCUMENT_UPLOADED, document.knowledge_base_id, uploaded_event(document))

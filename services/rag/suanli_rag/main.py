@@ -27,7 +27,7 @@ from suanli_rag.catalog_files import CatalogFiles, GrpcCatalogFiles
 from suanli_rag.chunking import ChunkingConfig
 from suanli_rag.deployed_models import DeployedModels
 from suanli_rag.embeddings import Embedders, LocalEmbedder, packaged_model_dir
-from suanli_rag.events import subscribe_ingestion
+from suanli_rag.events import IngestionWorker
 from suanli_rag.index import ChunkIndex
 from suanli_rag.ingestion import Ingestion
 from suanli_rag.knowledge_bases import KnowledgeBases, Limits
@@ -84,6 +84,7 @@ async def running_rag(
     index = chunk_index(settings)
     server: grpc.aio.Server | None = None
     relay: asyncio.Task[None] | None = None
+    ingesting: asyncio.Task[None] | None = None
     try:
         await db.migrate(MIGRATIONS, version_table=VERSION_TABLE)
         model_dir = settings.embedding_model_dir or packaged_model_dir()
@@ -109,11 +110,15 @@ async def running_rag(
             max_document_bytes=settings.max_document_bytes,
             batch_size=settings.embedding_batch_size,
         )
-        subscribe_ingestion(
-            broker, ingestion, concurrency=settings.ingest_concurrency, ack_wait_s=settings.ingest_ack_wait_s
-        )
         await broker.start()
         relay = asyncio.create_task(outbox.run(), name="rag-outbox-relay")
+        worker = IngestionWorker(
+            broker.config.connection_state.stream,
+            ingestion,
+            concurrency=settings.ingest_concurrency,
+            ack_wait_s=settings.ingest_ack_wait_s,
+        )
+        ingesting = asyncio.create_task(worker.run(), name="rag-ingestion")
         limits = Limits(
             max_document_bytes=settings.max_document_bytes,
             default_chunking=ChunkingConfig(
@@ -131,11 +136,12 @@ async def running_rag(
     finally:
         if server is not None:
             await server.stop(grace=2)
-        await broker.stop()  # no new work; unacknowledged work is redelivered to the next worker
-        if relay is not None:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+        for task in (ingesting, relay):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await broker.stop()  # after the worker: unacknowledged work is redelivered to the next one
         index.close()
         await http.aclose()
         await catalog_channel.close()

@@ -24,12 +24,11 @@ class KnowledgeBaseRow(RagBase):
     owner_id: Mapped[str] = mapped_column(String(40), index=True)
     client_request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
     model: Mapped[str] = mapped_column(String(255))
     embedding_model: Mapped[str] = mapped_column(String(255))
     chunk_max_tokens: Mapped[int] = mapped_column(Integer)
     chunk_overlap_tokens: Mapped[int] = mapped_column(Integer)
-    # Bumped by a re-index: ingestion work of an older generation is stale and skipped.
-    generation: Mapped[int] = mapped_column(Integer, default=1)
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_active_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -43,7 +42,8 @@ class DocumentRow(RagBase):
     filename: Mapped[str] = mapped_column(String(255))
     bytes: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))
-    generation: Mapped[int] = mapped_column(Integer)
+    # A new one for each indexing of the document: work of an older attempt is stale and skipped.
+    attempt_id: Mapped[str] = mapped_column(String(40))
     error_code: Mapped[str] = mapped_column(String(32), default="")
     error_message: Mapped[str] = mapped_column(Text, default="")
     chunks: Mapped[int] = mapped_column(Integer, default=0)

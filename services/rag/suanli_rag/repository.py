@@ -7,6 +7,7 @@ import json
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from suanli_common.errors import NotFound
 from suanli_rag.domain import Document, DocumentStatus, FileCounts, KnowledgeBase
 from suanli_rag.models import DocumentRow, KnowledgeBaseRow
 
@@ -16,11 +17,11 @@ def knowledge_base_of(row: KnowledgeBaseRow, counts: FileCounts, usage_bytes: in
         id=row.id,
         owner_id=row.owner_id,
         name=row.name,
+        description=row.description,
         model=row.model,
         embedding_model=row.embedding_model,
         chunk_max_tokens=row.chunk_max_tokens,
         chunk_overlap_tokens=row.chunk_overlap_tokens,
-        generation=row.generation,
         metadata=json.loads(row.metadata_json or "{}"),
         created_at=row.created_at,
         last_active_at=row.last_active_at,
@@ -37,7 +38,7 @@ def document_of(row: DocumentRow) -> Document:
         filename=row.filename,
         bytes=row.bytes,
         status=DocumentStatus(row.status),
-        generation=row.generation,
+        attempt_id=row.attempt_id,
         error_code=row.error_code,
         error_message=row.error_message,
         chunks=row.chunks,
@@ -54,6 +55,13 @@ class RagRepository:
 
     async def knowledge_base_row(self, knowledge_base_id: str) -> KnowledgeBaseRow | None:
         return await self._session.get(KnowledgeBaseRow, knowledge_base_id)
+
+    async def owned(self, caller_id: str, knowledge_base_id: str) -> KnowledgeBaseRow:
+        row = await self.knowledge_base_row(knowledge_base_id)
+        if row is None or row.owner_id != caller_id:
+            # Another user's knowledge base is as absent as one that never existed.
+            raise NotFound(f"no vector store {knowledge_base_id}", param="vector_store_id")
+        return row
 
     async def by_request(self, owner_id: str, client_request_id: str) -> KnowledgeBaseRow | None:
         row: KnowledgeBaseRow | None = await self._session.scalar(

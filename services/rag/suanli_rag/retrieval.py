@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from suanli_common.db import Database
-from suanli_common.errors import InvalidRequest, NotFound
+from suanli_common.errors import InvalidRequest
 from suanli_rag.embeddings import Embedders
 from suanli_rag.filters import to_qdrant
 from suanli_rag.index import ChunkIndex, Passage
@@ -57,9 +57,7 @@ class Retrieval:
         except json.JSONDecodeError:
             raise InvalidRequest("filters is not JSON", param="filters") from None
         async with self._db.session() as session:
-            row = await RagRepository(session).knowledge_base_row(knowledge_base_id)
-            if row is None or row.owner_id != caller_id:
-                raise NotFound(f"no vector store {knowledge_base_id}", param="vector_store_id")
+            row = await RagRepository(session).owned(caller_id, knowledge_base_id)
             owner_id, embedding_model = row.owner_id, row.embedding_model
         [dense] = await self._embedders.for_model(owner_id, embedding_model).embed([query])
         passages = await self._index.search(

@@ -119,11 +119,12 @@ STOPWORDS = frozenset(
 _CJK_STOP = frozenset("的了是在和与及或也就都而")
 
 
-def terms(text: str) -> list[str]:
+def terms(text: str, *, cjk_characters: bool = True) -> list[str]:
     lowered = text.lower()
     found = [word for word in _LATIN.findall(lowered) if word not in STOPWORDS]
     for run in _CJK_RUN.findall(lowered):
-        found += [ch for ch in run if ch not in _CJK_STOP]
+        if cjk_characters or len(run) == 1:
+            found += [ch for ch in run if ch not in _CJK_STOP]
         found += [run[i : i + 2] for i in range(len(run) - 1)]
     return found
 
@@ -163,4 +164,6 @@ class Bm25:
         return _vector(weights)
 
     def query(self, text: str) -> SparseVector:
-        return _vector({_index(term): 1.0 for term in set(terms(text))})
+        # A question's single Chinese characters would match nearly every Chinese chunk; its
+        # character pairs carry the words.
+        return _vector({_index(term): 1.0 for term in set(terms(text, cjk_characters=False))})

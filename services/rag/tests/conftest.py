@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from suanli_common.errors import NotFound
+from suanli_common.errors import NotFound, Unavailable
 from suanli_common.grpc import make_channel
 from suanli_common.proto.suanli.v1 import rag_pb2 as pb
 from suanli_common.proto.suanli.v1 import rag_pb2_grpc
@@ -34,6 +34,7 @@ class MemoryCatalog:
     """The catalog's files as the rag service reads them, kept in memory."""
 
     files: dict[str, tuple[str, CatalogFile, bytes]] = field(default_factory=dict)
+    unavailable_reads: int = 0  # reads that find the catalog down first
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def put(self, owner_id: str, filename: str, data: bytes, purpose: str = "assistants") -> str:
@@ -51,6 +52,9 @@ class MemoryCatalog:
         return self._owned(owner_id, file_id)[0]
 
     async def read(self, owner_id: str, file_id: str, limit: int) -> bytes:
+        if self.unavailable_reads:
+            self.unavailable_reads -= 1
+            raise Unavailable("a platform service is unavailable; try again shortly")
         data = self._owned(owner_id, file_id)[1]
         if len(data) > limit:
             raise DocumentTooLarge(f"the file is larger than {limit} bytes")

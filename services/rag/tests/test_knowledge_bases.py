@@ -77,9 +77,13 @@ async def test_ingesting_the_same_work_again_adds_no_chunk(rag: Rag) -> None:
     attached = await rag.attach(kb.id, "long.txt", LONG_TEXT.encode())
     first = await rag.settled(kb.id, attached.file_id)
     assert first.chunks > 3
-    event = DocumentChanged(knowledge_base_id=kb.id, file_id=attached.file_id, owner_id=ALICE, generation=1)
+    async with rag.running.db.session() as session:
+        attempt = (await session.get(DocumentRow, (kb.id, attached.file_id))).attempt_id  # type: ignore[union-attr]
+    event = DocumentChanged(
+        knowledge_base_id=kb.id, file_id=attached.file_id, owner_id=ALICE, attempt_id=attempt
+    )
     await rag.running.ingestion.ingest(event)  # completed: skipped
-    # Even a worker that starts over from scratch (the row back in progress) rewrites the same points.
+    # Even a worker that starts the attempt over (the row back in progress) rewrites the same points.
     async with rag.running.db.session() as session:
         row = await session.get(DocumentRow, (kb.id, attached.file_id))
         assert row is not None
@@ -96,10 +100,10 @@ async def test_reindexing_with_other_chunking_leaves_exactly_the_new_chunks(rag:
     small = (await rag.settled(kb.id, attached.file_id)).chunks
     reindexed = await rag.stub.ReindexKnowledgeBase(
         pb.ReindexKnowledgeBaseRequest(
-            caller_id=ALICE, id=kb.id, chunk_max_tokens=300, chunk_overlap_tokens=20
+            caller_id=ALICE, id=kb.id, chunk_max_tokens=200, chunk_overlap_tokens=20
         )
     )
-    assert reindexed.chunk_max_tokens == 300
+    assert reindexed.chunk_max_tokens == 200
     large = await rag.settled(kb.id, attached.file_id)
     assert large.status == "completed" and large.chunks < small
     assert await rag.running.index.count(kb.id) == large.chunks
@@ -144,8 +148,11 @@ async def test_files_that_cannot_be_documents_are_refused_when_attached(rag: Rag
         await rag.stub.AddDocument(
             pb.AddDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=huge)
         )
-    with pytest.raises(InvalidRequest, match="half"):
+    with pytest.raises(InvalidRequest, match="overlap") as overlap:
         await rag.create(chunk_max_tokens=100, chunk_overlap_tokens=80)
+    assert overlap.value.param == "chunking_strategy"
+    with pytest.raises(InvalidRequest, match="224"):  # more than the embedding model reads
+        await rag.create(chunk_max_tokens=400, chunk_overlap_tokens=0)
 
 
 async def test_another_user_sees_nothing(rag: Rag) -> None:
@@ -256,3 +263,61 @@ async def test_create_is_idempotent_per_request_and_attaches_files(rag: Rag) -> 
     assert first.id == again.id
     assert first.file_counts.in_progress == 1
     assert (await rag.settled(first.id, file_id)).status == "completed"
+
+
+async def test_documents_of_a_new_knowledge_base_are_indexed_side_by_side(rag: Rag) -> None:
+    """Several first documents at once: the collection is made once, and every one completes."""
+    file_ids = [
+        rag.catalog.put(ALICE, f"part-{n}.txt", (LONG_TEXT + f" Part {n}.").encode()) for n in range(4)
+    ]
+    kb = await rag.stub.CreateKnowledgeBase(
+        pb.CreateKnowledgeBaseRequest(caller_id=ALICE, name="docs", model="smollm2", file_ids=file_ids)
+    )
+    settled = [await rag.settled(kb.id, file_id) for file_id in file_ids]
+    assert [d.status for d in settled] == ["completed"] * 4
+    assert await rag.running.index.count(kb.id) == sum(d.chunks for d in settled)
+
+
+async def test_a_document_deleted_and_attached_again_mid_indexing_ends_with_only_the_new_chunks(
+    rag: Rag,
+) -> None:
+    kb = await rag.create()
+    file_id = rag.catalog.put(ALICE, "long.txt", (LONG_TEXT * 4).encode())
+    add = pb.AddDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=file_id)
+    await rag.stub.AddDocument(add)
+    await rag.stub.DeleteDocument(
+        pb.DeleteDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=file_id)
+    )
+    again = await rag.stub.AddDocument(
+        pb.AddDocumentRequest(
+            caller_id=ALICE, knowledge_base_id=kb.id, file_id=file_id, attributes_json='{"version": 2}'
+        )
+    )
+    assert again.status == "in_progress"
+    done = await rag.settled(kb.id, file_id)
+    assert done.status == "completed"
+    assert await rag.running.index.count(kb.id, file_id) == done.chunks
+    [passage, *_] = await rag.search(kb.id, "requeues the job when the agent is lost")
+    assert json.loads(passage.attributes_json) == {"version": 2}
+
+
+async def test_an_unreachable_catalog_is_waited_for_and_a_failed_document_can_be_retried(rag: Rag) -> None:
+    kb = await rag.create()
+    rag.catalog.unavailable_reads = 1  # the first read finds the catalog restarting
+    attached = await rag.attach(kb.id, "guide.md", markdown_doc())
+    assert (await rag.settled(kb.id, attached.file_id, timeout=30)).status == "completed"
+
+    rag.catalog.files[attached.file_id] = (ALICE, rag.catalog.files[attached.file_id][1], b"   ")
+    await rag.stub.ReindexKnowledgeBase(
+        pb.ReindexKnowledgeBaseRequest(
+            caller_id=ALICE, id=kb.id, chunk_max_tokens=100, chunk_overlap_tokens=10
+        )
+    )
+    assert (await rag.settled(kb.id, attached.file_id)).error_code == "empty_document"
+    assert await rag.running.index.count(kb.id) == 0
+    rag.catalog.files[attached.file_id] = (ALICE, rag.catalog.files[attached.file_id][1], markdown_doc())
+    retried = await rag.stub.AddDocument(
+        pb.AddDocumentRequest(caller_id=ALICE, knowledge_base_id=kb.id, file_id=attached.file_id)
+    )
+    assert retried.status == "in_progress"  # attaching a failed document again retries it
+    assert (await rag.settled(kb.id, attached.file_id)).status == "completed"

@@ -14,6 +14,9 @@ from suanli_common.proto.suanli.v1 import rag_pb2 as pb
 from suanli_common.proto.suanli.v1 import rag_pb2_grpc
 
 RAG_SERVICE = "suanli.v1.RagService"
+# Retrieval embeds the question and may wait behind an ingestion batch; embedded Qdrant searches by
+# brute force; dropping a large collection takes a while: longer than the default deadline.
+SLOW_CALL_TIMEOUT_S = 60.0
 # Create is keyed by client_request_id; the rest read, or delete what may already be gone.
 IDEMPOTENT_METHODS = (
     "CreateKnowledgeBase",
@@ -39,6 +42,7 @@ class FileCounts:
 class KnowledgeBase:
     id: str
     name: str
+    description: str
     model: str
     embedding_model: str
     chunk_max_tokens: int
@@ -89,6 +93,7 @@ class PreparedAnswer:
 @dataclass(frozen=True, slots=True)
 class NewKnowledgeBase:
     name: str = ""
+    description: str = ""
     model: str = ""
     embedding_model: str = ""
     chunk_max_tokens: int = 0
@@ -137,6 +142,7 @@ def _knowledge_base(msg: pb.KnowledgeBase) -> KnowledgeBase:
     return KnowledgeBase(
         id=msg.id,
         name=msg.name,
+        description=msg.description,
         model=msg.model,
         embedding_model=msg.embedding_model,
         chunk_max_tokens=msg.chunk_max_tokens,
@@ -197,6 +203,7 @@ class RagClient:
         request = pb.CreateKnowledgeBaseRequest(
             caller_id=caller_id,
             name=new.name,
+            description=new.description,
             model=new.model,
             embedding_model=new.embedding_model,
             chunk_max_tokens=new.chunk_max_tokens,
@@ -217,7 +224,7 @@ class RagClient:
 
     async def delete_knowledge_base(self, caller_id: str, kb_id: str) -> KnowledgeBase:
         request = pb.DeleteKnowledgeBaseRequest(caller_id=caller_id, id=kb_id)
-        return _knowledge_base(await self._stub.DeleteKnowledgeBase(request))
+        return _knowledge_base(await self._stub.DeleteKnowledgeBase(request, timeout=SLOW_CALL_TIMEOUT_S))
 
     async def reindex(
         self, caller_id: str, kb_id: str, max_tokens: int, overlap_tokens: int
@@ -268,13 +275,13 @@ class RagClient:
             filter_json=json.dumps(filters) if filters else "",
             score_threshold=score_threshold,
         )
-        return [_passage(p) for p in (await self._stub.Search(request)).passages]
+        return [_passage(p) for p in (await self._stub.Search(request, timeout=SLOW_CALL_TIMEOUT_S)).passages]
 
     async def prepare_answer(self, caller_id: str, kb_id: str, question: str, top_k: int) -> PreparedAnswer:
         request = pb.PrepareAnswerRequest(
             caller_id=caller_id, knowledge_base_id=kb_id, question=question, top_k=top_k
         )
-        prepared = await self._stub.PrepareAnswer(request)
+        prepared = await self._stub.PrepareAnswer(request, timeout=SLOW_CALL_TIMEOUT_S)
         return PreparedAnswer(
             model=prepared.model,
             system_prompt=prepared.system_prompt,

@@ -15,14 +15,9 @@ Attributes = dict[str, str | int | float | bool]
 
 
 class StaticChunking(RequestModel):
-    max_chunk_size_tokens: int = Field(ge=16, le=512, description="Tokens per chunk (16-512)")
+    # The rag service holds the limits (they follow from the embedding model) and names them.
+    max_chunk_size_tokens: int = Field(ge=1, description="Tokens per chunk (16-224)")
     chunk_overlap_tokens: int = Field(ge=0, description="Tokens shared by neighbouring chunks (<= half)")
-
-    @model_validator(mode="after")
-    def _overlap(self) -> StaticChunking:
-        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
-            raise ValueError("chunk_overlap_tokens must not exceed half of max_chunk_size_tokens")
-        return self
 
 
 class ChunkingStrategy(RequestModel):
@@ -38,6 +33,7 @@ class ChunkingStrategy(RequestModel):
 
 class VectorStoreCreate(RequestModel):
     name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=512)
     file_ids: list[str] = Field(default_factory=list, max_length=500)
     metadata: dict[str, str] | None = Field(None, max_length=16)
     chunking_strategy: ChunkingStrategy | None = None
@@ -63,6 +59,7 @@ class VectorStoreObject(BaseModel):
     object: Literal["vector_store"] = "vector_store"
     created_at: int
     name: str
+    description: str | None
     usage_bytes: int
     file_counts: FileCountsObject
     status: str
@@ -81,6 +78,7 @@ class VectorStoreObject(BaseModel):
             id=kb.id,
             created_at=unix_seconds(kb.created_at),
             name=kb.name,
+            description=kb.description or None,
             usage_bytes=kb.usage_bytes,
             file_counts=FileCountsObject(
                 in_progress=counts.in_progress,

@@ -41,6 +41,7 @@ async def create_vector_store(
     static = body.chunking_strategy.static if body.chunking_strategy else None
     new = NewKnowledgeBase(
         name=body.name or "",
+        description=body.description or "",
         model=body.model or settings.seed_model_id,
         embedding_model=body.embedding_model or "",
         chunk_max_tokens=static.max_chunk_size_tokens if static else 0,

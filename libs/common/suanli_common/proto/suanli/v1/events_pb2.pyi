@@ -390,7 +390,8 @@ Global___UsageRecorded: _TypeAlias = UsageRecorded  # noqa: Y015
 class DocumentChanged(_message.Message):
     """Payload of rag's document.uploaded (a document to ingest; the work item of the ingestion
     workers, who share one durable consumer), document.indexed and document.failed; the subject
-    is the knowledge base id. `generation` tells a re-index's work from an earlier one's.
+    is the knowledge base id. Each indexing of a document (attaching it, re-attaching it after a
+    delete or a failure, a re-index) is one attempt with its own id: work of an older attempt is stale.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -398,14 +399,14 @@ class DocumentChanged(_message.Message):
     KNOWLEDGE_BASE_ID_FIELD_NUMBER: _builtins.int
     FILE_ID_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
-    GENERATION_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
     CHUNKS_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     knowledge_base_id: _builtins.str
     file_id: _builtins.str
     owner_id: _builtins.str
-    generation: _builtins.int
+    attempt_id: _builtins.str
     chunks: _builtins.int
     error_code: _builtins.str
     error_message: _builtins.str
@@ -415,14 +416,14 @@ class DocumentChanged(_message.Message):
         knowledge_base_id: _builtins.str = ...,
         file_id: _builtins.str = ...,
         owner_id: _builtins.str = ...,
-        generation: _builtins.int = ...,
+        attempt_id: _builtins.str = ...,
         chunks: _builtins.int = ...,
         error_code: _builtins.str = ...,
         error_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "error_code", b"error_code", "error_message", b"error_message", "file_id", b"file_id", "generation", b"generation", "knowledge_base_id", b"knowledge_base_id", "owner_id", b"owner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "chunks", b"chunks", "error_code", b"error_code", "error_message", b"error_message", "file_id", b"file_id", "knowledge_base_id", b"knowledge_base_id", "owner_id", b"owner_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13suanli/v1/rag.proto\x12\tsuanli.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x02\n\rKnowledgeBase\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x05 \x01(\t\x12\x18\n\x10\x63hunk_max_tokens\x18\x06 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x07 \x01(\x05\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_active_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0b\x66ile_counts\x18\x0b \x01(\x0b\x32\x15.suanli.v1.FileCounts\x12\x13\n\x0busage_bytes\x18\x0c \x01(\x03\x12\x0e\n\x06status\x18\r \x01(\t\"f\n\nFileCounts\x12\x13\n\x0bin_progress\x18\x01 \x01(\x05\x12\x11\n\tcompleted\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\x12\x11\n\tcancelled\x18\x04 \x01(\x05\x12\r\n\x05total\x18\x05 \x01(\x05\"\xb1\x02\n\x08\x44ocument\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\r\n\x05\x62ytes\x18\x07 \x01(\x03\x12\x0e\n\x06\x63hunks\x18\x08 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\t \x01(\x05\x12\x17\n\x0f\x61ttributes_json\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe1\x01\n\x1a\x43reateKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x18\n\x10\x63hunk_max_tokens\x18\x05 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x06 \x01(\x05\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x08 \x01(\t\x12\x10\n\x08\x66ile_ids\x18\t \x03(\t\"8\n\x17GetKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\".\n\x19ListKnowledgeBasesRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\"O\n\x1aListKnowledgeBasesResponse\x12\x31\n\x0fknowledge_bases\x18\x01 \x03(\x0b\x32\x18.suanli.v1.KnowledgeBase\";\n\x1a\x44\x65leteKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"t\n\x1bReindexKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x18\n\x10\x63hunk_max_tokens\x18\x03 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x04 \x01(\x05\"l\n\x12\x41\x64\x64\x44ocumentRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\x12\x17\n\x0f\x61ttributes_json\x18\x04 \x01(\t\"S\n\x12GetDocumentRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\"T\n\x14ListDocumentsRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"?\n\x15ListDocumentsResponse\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.suanli.v1.Document\"V\n\x15\x44\x65leteDocumentRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\"\x8f\x01\n\rSearchRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x13\n\x0bmax_results\x18\x04 \x01(\x05\x12\x13\n\x0b\x66ilter_json\x18\x05 \x01(\t\x12\x17\n\x0fscore_threshold\x18\x06 \x01(\x01\"\x9b\x01\n\x07Passage\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x03 \x01(\x05\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x14\n\x0cheading_path\x18\x06 \x01(\t\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x17\n\x0f\x61ttributes_json\x18\x08 \x01(\t\"6\n\x0eSearchResponse\x12$\n\x08passages\x18\x01 \x03(\x0b\x32\x12.suanli.v1.Passage\"e\n\x14PrepareAnswerRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12\r\n\x05top_k\x18\x04 \x01(\x05\"q\n\x0ePreparedAnswer\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rsystem_prompt\x18\x02 \x01(\t\x12\x13\n\x0buser_prompt\x18\x03 \x01(\t\x12$\n\x08passages\x18\x04 \x03(\x0b\x32\x12.suanli.v1.Passage2\xfa\x06\n\nRagService\x12V\n\x13\x43reateKnowledgeBase\x12%.suanli.v1.CreateKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12P\n\x10GetKnowledgeBase\x12\".suanli.v1.GetKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12\x61\n\x12ListKnowledgeBases\x12$.suanli.v1.ListKnowledgeBasesRequest\x1a%.suanli.v1.ListKnowledgeBasesResponse\x12V\n\x13\x44\x65leteKnowledgeBase\x12%.suanli.v1.DeleteKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12X\n\x14ReindexKnowledgeBase\x12&.suanli.v1.ReindexKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12\x41\n\x0b\x41\x64\x64\x44ocument\x12\x1d.suanli.v1.AddDocumentRequest\x1a\x13.suanli.v1.Document\x12\x41\n\x0bGetDocument\x12\x1d.suanli.v1.GetDocumentRequest\x1a\x13.suanli.v1.Document\x12R\n\rListDocuments\x12\x1f.suanli.v1.ListDocumentsRequest\x1a .suanli.v1.ListDocumentsResponse\x12G\n\x0e\x44\x65leteDocument\x12 .suanli.v1.DeleteDocumentRequest\x1a\x13.suanli.v1.Document\x12=\n\x06Search\x12\x18.suanli.v1.SearchRequest\x1a\x19.suanli.v1.SearchResponse\x12K\n\rPrepareAnswer\x12\x1f.suanli.v1.PrepareAnswerRequest\x1a\x19.suanli.v1.PreparedAnswerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13suanli/v1/rag.proto\x12\tsuanli.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x02\n\rKnowledgeBase\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x05 \x01(\t\x12\x18\n\x10\x63hunk_max_tokens\x18\x06 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x07 \x01(\x05\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_active_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0b\x66ile_counts\x18\x0b \x01(\x0b\x32\x15.suanli.v1.FileCounts\x12\x13\n\x0busage_bytes\x18\x0c \x01(\x03\x12\x0e\n\x06status\x18\r \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0e \x01(\t\"f\n\nFileCounts\x12\x13\n\x0bin_progress\x18\x01 \x01(\x05\x12\x11\n\tcompleted\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\x12\x11\n\tcancelled\x18\x04 \x01(\x05\x12\r\n\x05total\x18\x05 \x01(\x05\"\xb1\x02\n\x08\x44ocument\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\r\n\x05\x62ytes\x18\x07 \x01(\x03\x12\x0e\n\x06\x63hunks\x18\x08 \x01(\x05\x12\x14\n\x0c\x63hunks_total\x18\t \x01(\x05\x12\x17\n\x0f\x61ttributes_json\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf6\x01\n\x1a\x43reateKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x18\n\x10\x63hunk_max_tokens\x18\x05 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x06 \x01(\x05\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x08 \x01(\t\x12\x10\n\x08\x66ile_ids\x18\t \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\"8\n\x17GetKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\".\n\x19ListKnowledgeBasesRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\"O\n\x1aListKnowledgeBasesResponse\x12\x31\n\x0fknowledge_bases\x18\x01 \x03(\x0b\x32\x18.suanli.v1.KnowledgeBase\";\n\x1a\x44\x65leteKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"t\n\x1bReindexKnowledgeBaseRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x18\n\x10\x63hunk_max_tokens\x18\x03 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x04 \x01(\x05\"l\n\x12\x41\x64\x64\x44ocumentRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\x12\x17\n\x0f\x61ttributes_json\x18\x04 \x01(\t\"S\n\x12GetDocumentRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\"T\n\x14ListDocumentsRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"?\n\x15ListDocumentsResponse\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.suanli.v1.Document\"V\n\x15\x44\x65leteDocumentRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t\"\x8f\x01\n\rSearchRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x13\n\x0bmax_results\x18\x04 \x01(\x05\x12\x13\n\x0b\x66ilter_json\x18\x05 \x01(\t\x12\x17\n\x0fscore_threshold\x18\x06 \x01(\x01\"\x9b\x01\n\x07Passage\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x03 \x01(\x05\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x14\n\x0cheading_path\x18\x06 \x01(\t\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x17\n\x0f\x61ttributes_json\x18\x08 \x01(\t\"6\n\x0eSearchResponse\x12$\n\x08passages\x18\x01 \x03(\x0b\x32\x12.suanli.v1.Passage\"e\n\x14PrepareAnswerRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x19\n\x11knowledge_base_id\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12\r\n\x05top_k\x18\x04 \x01(\x05\"q\n\x0ePreparedAnswer\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rsystem_prompt\x18\x02 \x01(\t\x12\x13\n\x0buser_prompt\x18\x03 \x01(\t\x12$\n\x08passages\x18\x04 \x03(\x0b\x32\x12.suanli.v1.Passage2\xfa\x06\n\nRagService\x12V\n\x13\x43reateKnowledgeBase\x12%.suanli.v1.CreateKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12P\n\x10GetKnowledgeBase\x12\".suanli.v1.GetKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12\x61\n\x12ListKnowledgeBases\x12$.suanli.v1.ListKnowledgeBasesRequest\x1a%.suanli.v1.ListKnowledgeBasesResponse\x12V\n\x13\x44\x65leteKnowledgeBase\x12%.suanli.v1.DeleteKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12X\n\x14ReindexKnowledgeBase\x12&.suanli.v1.ReindexKnowledgeBaseRequest\x1a\x18.suanli.v1.KnowledgeBase\x12\x41\n\x0b\x41\x64\x64\x44ocument\x12\x1d.suanli.v1.AddDocumentRequest\x1a\x13.suanli.v1.Document\x12\x41\n\x0bGetDocument\x12\x1d.suanli.v1.GetDocumentRequest\x1a\x13.suanli.v1.Document\x12R\n\rListDocuments\x12\x1f.suanli.v1.ListDocumentsRequest\x1a .suanli.v1.ListDocumentsResponse\x12G\n\x0e\x44\x65leteDocument\x12 .suanli.v1.DeleteDocumentRequest\x1a\x13.suanli.v1.Document\x12=\n\x06Search\x12\x18.suanli.v1.SearchRequest\x1a\x19.suanli.v1.SearchResponse\x12K\n\rPrepareAnswer\x12\x1f.suanli.v1.PrepareAnswerRequest\x1a\x19.suanli.v1.PreparedAnswerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,43 +33,43 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'suanli.v1.rag_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KNOWLEDGEBASE']._serialized_start=68
-  _globals['_KNOWLEDGEBASE']._serialized_end=427
-  _globals['_FILECOUNTS']._serialized_start=429
-  _globals['_FILECOUNTS']._serialized_end=531
-  _globals['_DOCUMENT']._serialized_start=534
-  _globals['_DOCUMENT']._serialized_end=839
-  _globals['_CREATEKNOWLEDGEBASEREQUEST']._serialized_start=842
-  _globals['_CREATEKNOWLEDGEBASEREQUEST']._serialized_end=1067
-  _globals['_GETKNOWLEDGEBASEREQUEST']._serialized_start=1069
-  _globals['_GETKNOWLEDGEBASEREQUEST']._serialized_end=1125
-  _globals['_LISTKNOWLEDGEBASESREQUEST']._serialized_start=1127
-  _globals['_LISTKNOWLEDGEBASESREQUEST']._serialized_end=1173
-  _globals['_LISTKNOWLEDGEBASESRESPONSE']._serialized_start=1175
-  _globals['_LISTKNOWLEDGEBASESRESPONSE']._serialized_end=1254
-  _globals['_DELETEKNOWLEDGEBASEREQUEST']._serialized_start=1256
-  _globals['_DELETEKNOWLEDGEBASEREQUEST']._serialized_end=1315
-  _globals['_REINDEXKNOWLEDGEBASEREQUEST']._serialized_start=1317
-  _globals['_REINDEXKNOWLEDGEBASEREQUEST']._serialized_end=1433
-  _globals['_ADDDOCUMENTREQUEST']._serialized_start=1435
-  _globals['_ADDDOCUMENTREQUEST']._serialized_end=1543
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=1545
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=1628
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1630
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1714
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1716
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1779
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1781
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1867
-  _globals['_SEARCHREQUEST']._serialized_start=1870
-  _globals['_SEARCHREQUEST']._serialized_end=2013
-  _globals['_PASSAGE']._serialized_start=2016
-  _globals['_PASSAGE']._serialized_end=2171
-  _globals['_SEARCHRESPONSE']._serialized_start=2173
-  _globals['_SEARCHRESPONSE']._serialized_end=2227
-  _globals['_PREPAREANSWERREQUEST']._serialized_start=2229
-  _globals['_PREPAREANSWERREQUEST']._serialized_end=2330
-  _globals['_PREPAREDANSWER']._serialized_start=2332
-  _globals['_PREPAREDANSWER']._serialized_end=2445
-  _globals['_RAGSERVICE']._serialized_start=2448
-  _globals['_RAGSERVICE']._serialized_end=3338
+  _globals['_KNOWLEDGEBASE']._serialized_end=448
+  _globals['_FILECOUNTS']._serialized_start=450
+  _globals['_FILECOUNTS']._serialized_end=552
+  _globals['_DOCUMENT']._serialized_start=555
+  _globals['_DOCUMENT']._serialized_end=860
+  _globals['_CREATEKNOWLEDGEBASEREQUEST']._serialized_start=863
+  _globals['_CREATEKNOWLEDGEBASEREQUEST']._serialized_end=1109
+  _globals['_GETKNOWLEDGEBASEREQUEST']._serialized_start=1111
+  _globals['_GETKNOWLEDGEBASEREQUEST']._serialized_end=1167
+  _globals['_LISTKNOWLEDGEBASESREQUEST']._serialized_start=1169
+  _globals['_LISTKNOWLEDGEBASESREQUEST']._serialized_end=1215
+  _globals['_LISTKNOWLEDGEBASESRESPONSE']._serialized_start=1217
+  _globals['_LISTKNOWLEDGEBASESRESPONSE']._serialized_end=1296
+  _globals['_DELETEKNOWLEDGEBASEREQUEST']._serialized_start=1298
+  _globals['_DELETEKNOWLEDGEBASEREQUEST']._serialized_end=1357
+  _globals['_REINDEXKNOWLEDGEBASEREQUEST']._serialized_start=1359
+  _globals['_REINDEXKNOWLEDGEBASEREQUEST']._serialized_end=1475
+  _globals['_ADDDOCUMENTREQUEST']._serialized_start=1477
+  _globals['_ADDDOCUMENTREQUEST']._serialized_end=1585
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=1587
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=1670
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1672
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1756
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1758
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1821
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1823
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1909
+  _globals['_SEARCHREQUEST']._serialized_start=1912
+  _globals['_SEARCHREQUEST']._serialized_end=2055
+  _globals['_PASSAGE']._serialized_start=2058
+  _globals['_PASSAGE']._serialized_end=2213
+  _globals['_SEARCHRESPONSE']._serialized_start=2215
+  _globals['_SEARCHRESPONSE']._serialized_end=2269
+  _globals['_PREPAREANSWERREQUEST']._serialized_start=2271
+  _globals['_PREPAREANSWERREQUEST']._serialized_end=2372
+  _globals['_PREPAREDANSWER']._serialized_start=2374
+  _globals['_PREPAREDANSWER']._serialized_end=2487
+  _globals['_RAGSERVICE']._serialized_start=2490
+  _globals['_RAGSERVICE']._serialized_end=3380
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,7 @@ class KnowledgeBase(_message.Message):
     FILE_COUNTS_FIELD_NUMBER: _builtins.int
     USAGE_BYTES_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """vs_..."""
     owner_id: _builtins.str
@@ -54,6 +55,7 @@ class KnowledgeBase(_message.Message):
     usage_bytes: _builtins.int
     status: _builtins.str
     """"in_progress" while any document is, else "completed" """
+    description: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -76,10 +78,11 @@ class KnowledgeBase(_message.Message):
         file_counts: Global___FileCounts | None = ...,
         usage_bytes: _builtins.int = ...,
         status: _builtins.str = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "file_counts", b"file_counts", "last_active_at", b"last_active_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_max_tokens", b"chunk_max_tokens", "chunk_overlap_tokens", b"chunk_overlap_tokens", "created_at", b"created_at", "embedding_model", b"embedding_model", "file_counts", b"file_counts", "id", b"id", "last_active_at", b"last_active_at", "metadata_json", b"metadata_json", "model", b"model", "name", b"name", "owner_id", b"owner_id", "status", b"status", "usage_bytes", b"usage_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_max_tokens", b"chunk_max_tokens", "chunk_overlap_tokens", b"chunk_overlap_tokens", "created_at", b"created_at", "description", b"description", "embedding_model", b"embedding_model", "file_counts", b"file_counts", "id", b"id", "last_active_at", b"last_active_at", "metadata_json", b"metadata_json", "model", b"model", "name", b"name", "owner_id", b"owner_id", "status", b"status", "usage_bytes", b"usage_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -187,6 +190,7 @@ class CreateKnowledgeBaseRequest(_message.Message):
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
     FILE_IDS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     caller_id: _builtins.str
     name: _builtins.str
     model: _builtins.str
@@ -197,6 +201,7 @@ class CreateKnowledgeBaseRequest(_message.Message):
     chunk_overlap_tokens: _builtins.int
     metadata_json: _builtins.str
     client_request_id: _builtins.str
+    description: _builtins.str
     @_builtins.property
     def file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """attached at once"""
@@ -213,10 +218,11 @@ class CreateKnowledgeBaseRequest(_message.Message):
         metadata_json: _builtins.str = ...,
         client_request_id: _builtins.str = ...,
         file_ids: _abc.Iterable[_builtins.str] | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "chunk_max_tokens", b"chunk_max_tokens", "chunk_overlap_tokens", b"chunk_overlap_tokens", "client_request_id", b"client_request_id", "embedding_model", b"embedding_model", "file_ids", b"file_ids", "metadata_json", b"metadata_json", "model", b"model", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "chunk_max_tokens", b"chunk_max_tokens", "chunk_overlap_tokens", b"chunk_overlap_tokens", "client_request_id", b"client_request_id", "description", b"description", "embedding_model", b"embedding_model", "file_ids", b"file_ids", "metadata_json", b"metadata_json", "model", b"model", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
