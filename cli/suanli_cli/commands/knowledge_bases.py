@@ -32,7 +32,7 @@ def create(
     model: Annotated[
         str | None, typer.Option(help="The deployed chat model that answers; default the seed model.")
     ] = None,
-    chunk_size: Annotated[int | None, typer.Option(min=16, max=512, help="Tokens per chunk.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=16, max=224, help="Tokens per chunk.")] = None,
     chunk_overlap: Annotated[int, typer.Option(min=0, help="Tokens shared by neighbouring chunks.")] = 40,
     json_output: JsonFlag = False,
 ) -> None:
@@ -85,8 +85,11 @@ def delete(kb_id: KnowledgeBaseId) -> None:
     note(f"knowledge base {kb_id} deleted")
 
 
-def _follow(client: ApiClient, kb_id: str, files: dict[str, str], json_output: bool) -> list[dict[str, Any]]:
+def _follow(
+    client: ApiClient, kb_id: str, files: dict[str, str], json_output: bool, timeout_s: float
+) -> list[dict[str, Any]]:
     """Polls each document until it is indexed or failed, with a bar of its chunks."""
+    deadline = time.monotonic() + timeout_s
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -100,6 +103,8 @@ def _follow(client: ApiClient, kb_id: str, files: dict[str, str], json_output: b
     settled: dict[str, dict[str, Any]] = {}
     with progress:
         while len(settled) < len(files):
+            if time.monotonic() > deadline:
+                raise ApiError(f"still indexing after {timeout_s:g}s; `suanli kb list` shows how far it got")
             for file_id in files:
                 if file_id in settled:
                     continue
@@ -129,6 +134,7 @@ def add(
             help="PDF, DOCX, HTML, Markdown, text or CSV.",
         ),
     ],
+    timeout: Annotated[float, typer.Option(help="How long to wait for indexing, in seconds.")] = 1800.0,
     json_output: JsonFlag = False,
 ) -> None:
     """Upload documents and add them; waits while they are indexed. Exit 1 if any fails."""
@@ -144,7 +150,7 @@ def add(
                 )
             client.post(f"/v1/vector_stores/{kb_id}/files", json={"file_id": stored["id"]})
             files[stored["id"]] = path.name
-        documents = _follow(client, kb_id, files, json_output)
+        documents = _follow(client, kb_id, files, json_output, timeout)
     if json_output:
         print_json(documents)
     failed = [d for d in documents if d["status"] == "failed"]
@@ -209,6 +215,8 @@ def ask(
             if event.data == "[DONE]":
                 break
             data = json.loads(event.data)
+            if isinstance(data.get("error"), dict):  # the model failed mid-answer
+                raise ApiError(str(data["error"].get("message") or data["error"]))
             if data.get("object") == "knowledge_base.citations":
                 citations = data["citations"]
                 continue
