@@ -108,8 +108,11 @@ class Ingestion:
         embedder = self._embedders.for_model(work.owner_id, work.embedding_model)
         if not await self._progress(work, 0, len(chunks)):
             return
-        for start in range(0, len(chunks), self._batch):
-            batch = chunks[start : start + self._batch]
+        # Batches of chunks of similar length pad least when embedded; the order of upserts is free
+        # (a chunk's point id holds its position).
+        by_length = sorted(chunks, key=lambda chunk: len(chunk.text))
+        for start in range(0, len(by_length), self._batch):
+            batch = by_length[start : start + self._batch]
             await self._index_batch(work, embedder, batch, first=start == 0)
             if not await self._progress(work, start + len(batch), len(chunks)):
                 return
