@@ -24,7 +24,7 @@ from qdrant_client import QdrantClient, models
 
 from suanli_inference_gateway.platform.knowledge_bases.answers import NOTHING_FOUND
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "rag" / "tests"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "services" / "rag" / "tests"))
 from documents import docx_doc, encrypted_pdf, markdown_doc, pdf_doc
 
 if TYPE_CHECKING:
@@ -78,6 +78,9 @@ def test_documents_of_three_formats_are_indexed_and_searchable(alice: openai.Ope
     assert vs.usage_bytes > 0
     listed = alice.vector_stores.files.list(vector_store_id=store)
     assert sorted(f.status for f in listed.data) == ["completed"] * 3
+    first_page = alice.vector_stores.files.list(vector_store_id=store, limit=2, order="asc")
+    assert len(first_page.data) == 2 and first_page.has_more
+    assert [f.id for f in first_page] == [f.id for f in reversed(listed.data)]  # the client follows `after`
 
     results = alice.vector_stores.search(vector_store_id=store, query="What is the launch code?")
     best = results.data[0]

@@ -24,7 +24,8 @@ from suanli_rag.catalog_files import CatalogFile, DocumentTooLarge
 from suanli_rag.main import RunningRag, running_rag
 from suanli_rag.settings import RagSettings
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make `documents` importable
+# importlib mode: make `documents` importable (appended: other packages' tests import their own `conftest`)
+sys.path.append(str(Path(__file__).parent))
 
 ALICE, BOB = "user_alice", "user_bob"
 

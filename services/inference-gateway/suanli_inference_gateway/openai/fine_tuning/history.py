@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
-from suanli_common.errors import InvalidRequest
 from suanli_inference_gateway.clients.job_metrics import JobRecord
 from suanli_inference_gateway.clients.scheduler import Job, JobStatus
 from suanli_inference_gateway.openai.fine_tuning.jobs import accepted_of
@@ -21,26 +20,6 @@ from suanli_inference_gateway.platform.protocol import unix_seconds
 
 Level = Literal["info", "warn", "error"]
 METRIC_KEYS = ("step", "total_steps", "epoch", "learning_rate", "tokens_per_second", "eta_seconds")
-
-
-class HasId(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
-T = TypeVar("T", bound=HasId)
-
-
-def page(items: Sequence[T], after: str | None, limit: int) -> tuple[list[T], bool]:
-    """The `limit` items after the one with id `after` (from the start without it); has_more."""
-    start = 0
-    if after is not None:
-        ids = [item.id for item in items]
-        if after not in ids:
-            raise InvalidRequest(f"no item {after!r} in this list", param="after")
-        start = ids.index(after) + 1
-    chosen = list(items[start : start + limit])
-    return chosen, start + limit < len(items)
 
 
 def _event(

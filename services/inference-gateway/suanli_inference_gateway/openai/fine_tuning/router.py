@@ -19,12 +19,10 @@ from suanli_inference_gateway.openai.fine_tuning.protocol import (
     FineTuningJobList,
     FineTuningJobObject,
 )
+from suanli_inference_gateway.openai.paging import AFTER, LIMIT, page
 from suanli_inference_gateway.platform.protocol import client_request_id
 
 router = APIRouter(prefix="/fine_tuning/jobs", tags=["fine-tuning"])
-
-LIMIT = Query(20, ge=1, le=100, description="How many to return")
-AFTER = Query(None, max_length=128, description="The last id of the previous page")
 
 
 async def _fine_tune(scheduler: SchedulerApi, caller_id: str, job_id: str) -> Job:
@@ -64,7 +62,7 @@ async def list_fine_tuning_jobs(
         for job in sorted(jobs, key=lambda j: (j.created_at, j.id), reverse=True)
         if is_fine_tune(job)
     ]
-    chosen, has_more = history.page(objects, after, limit)
+    chosen, has_more = page(objects, after, limit)
     return FineTuningJobList(data=chosen, has_more=has_more)
 
 
@@ -96,7 +94,7 @@ async def list_fine_tuning_events(
 ) -> FineTuningEventList:
     job = await _fine_tune(require_scheduler(request), principal.user_id, fine_tuning_job_id)
     records = await require_job_metrics(request).records(job.id)
-    chosen, has_more = history.page(history.events(job, records), after, limit)
+    chosen, has_more = page(history.events(job, records), after, limit)
     return FineTuningEventList(data=chosen, has_more=has_more)
 
 
@@ -110,7 +108,7 @@ async def list_fine_tuning_checkpoints(
 ) -> FineTuningCheckpointList:
     job = await _fine_tune(require_scheduler(request), principal.user_id, fine_tuning_job_id)
     records = await require_job_metrics(request).records(job.id)
-    chosen, has_more = history.page(history.checkpoints(job, records), after, limit)
+    chosen, has_more = page(history.checkpoints(job, records), after, limit)
     return FineTuningCheckpointList(
         data=chosen,
         has_more=has_more,

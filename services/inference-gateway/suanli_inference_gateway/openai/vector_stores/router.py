@@ -10,6 +10,7 @@ from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.clients.rag import NewKnowledgeBase, RagApi
 from suanli_inference_gateway.dependencies import require_rag
+from suanli_inference_gateway.openai.paging import AFTER, LIMIT, page
 from suanli_inference_gateway.openai.vector_stores.protocol import (
     SearchRequest,
     SearchResult,
@@ -53,13 +54,25 @@ async def create_vector_store(
     return VectorStoreObject.of(kb)
 
 
+ORDER = Query("desc", description="By creation time: asc or desc")
+
+
 @router.get("", response_model=VectorStoreList)
 async def list_vector_stores(
-    principal: Principal = Depends(require_principal), rag: RagApi = Depends(require_rag)
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+    order: Literal["asc", "desc"] = ORDER,
+    principal: Principal = Depends(require_principal),
+    rag: RagApi = Depends(require_rag),
 ) -> VectorStoreList:
     stores = [VectorStoreObject.of(kb) for kb in await rag.list_knowledge_bases(principal.user_id)]
+    stores.sort(key=lambda s: (s.created_at, s.id), reverse=order == "desc")
+    chosen, has_more = page(stores, after, limit)
     return VectorStoreList(
-        data=stores, first_id=stores[0].id if stores else None, last_id=stores[-1].id if stores else None
+        data=chosen,
+        first_id=chosen[0].id if chosen else None,
+        last_id=chosen[-1].id if chosen else None,
+        has_more=has_more,
     )
 
 
@@ -99,13 +112,21 @@ async def list_vector_store_files(
     filter: Literal["in_progress", "completed", "failed", "cancelled"] | None = Query(
         None, description="Only files in this status"
     ),
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+    order: Literal["asc", "desc"] = ORDER,
     principal: Principal = Depends(require_principal),
     rag: RagApi = Depends(require_rag),
 ) -> VectorStoreFileList:
     documents = await rag.list_documents(principal.user_id, vector_store_id, filter or "")
     files = [VectorStoreFileObject.of(d) for d in documents]
+    files.sort(key=lambda f: (f.created_at, f.id), reverse=order == "desc")
+    chosen, has_more = page(files, after, limit)
     return VectorStoreFileList(
-        data=files, first_id=files[0].id if files else None, last_id=files[-1].id if files else None
+        data=chosen,
+        first_id=chosen[0].id if chosen else None,
+        last_id=chosen[-1].id if chosen else None,
+        has_more=has_more,
     )
 
 
