@@ -93,6 +93,21 @@ def test_documents_of_three_formats_are_indexed_and_searchable(alice: openai.Ope
     assert any("make run" in r.content[0].text for r in linux.data)
 
 
+def test_a_file_batch_through_the_openai_client(alice: openai.OpenAI) -> None:
+    vs = alice.vector_stores.create(name="batch")
+    batch = alice.vector_stores.file_batches.upload_and_poll(
+        vector_store_id=vs.id,
+        files=[
+            ("guide.md", markdown_doc()),
+            ("memo.docx", docx_doc("Budget", ["The budget is 3.5 million."])),
+        ],
+        poll_interval_ms=200,
+    )
+    assert (batch.status, batch.file_counts.completed, batch.file_counts.total) == ("completed", 2, 2)
+    files = alice.vector_stores.file_batches.list_files(batch.id, vector_store_id=vs.id)
+    assert sorted(f.filename for f in files.data) == ["guide.md", "memo.docx"]  # type: ignore[attr-defined]
+
+
 def test_another_user_gets_404_for_everything(
     alice: openai.OpenAI, bob: openai.OpenAI, platform: Platform, store: str
 ) -> None:

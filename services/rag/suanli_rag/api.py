@@ -10,7 +10,7 @@ import grpc
 from suanli_common.errors import InvalidRequest
 from suanli_common.proto.suanli.v1 import rag_pb2 as pb
 from suanli_common.proto.suanli.v1 import rag_pb2_grpc
-from suanli_rag.domain import Document, KnowledgeBase, NewKnowledgeBase
+from suanli_rag.domain import Document, DocumentBatch, FileCounts, KnowledgeBase, NewKnowledgeBase
 from suanli_rag.index import Passage
 from suanli_rag.knowledge_bases import KnowledgeBases
 from suanli_rag.retrieval import Retrieval
@@ -30,6 +30,23 @@ def _json_object(text: str, param: str) -> dict[str, Any]:
     return value
 
 
+def file_counts_pb(counts: FileCounts) -> pb.FileCounts:
+    return pb.FileCounts(
+        in_progress=counts.in_progress, completed=counts.completed, failed=counts.failed, total=counts.total
+    )
+
+
+def document_batch_pb(batch: DocumentBatch) -> pb.DocumentBatch:
+    message = pb.DocumentBatch(
+        id=batch.id,
+        knowledge_base_id=batch.knowledge_base_id,
+        status=batch.status,
+        file_counts=file_counts_pb(batch.file_counts),
+    )
+    message.created_at.FromDatetime(batch.created_at)
+    return message
+
+
 def knowledge_base_pb(kb: KnowledgeBase) -> pb.KnowledgeBase:
     message = pb.KnowledgeBase(
         id=kb.id,
@@ -41,12 +58,7 @@ def knowledge_base_pb(kb: KnowledgeBase) -> pb.KnowledgeBase:
         chunk_max_tokens=kb.chunk_max_tokens,
         chunk_overlap_tokens=kb.chunk_overlap_tokens,
         metadata_json=json.dumps(kb.metadata),
-        file_counts=pb.FileCounts(
-            in_progress=kb.file_counts.in_progress,
-            completed=kb.file_counts.completed,
-            failed=kb.file_counts.failed,
-            total=kb.file_counts.total,
-        ),
+        file_counts=file_counts_pb(kb.file_counts),
         usage_bytes=kb.usage_bytes,
         status=kb.status,
     )
@@ -148,7 +160,7 @@ class RagServicer(rag_pb2_grpc.RagServiceServicer):
         self, request: pb.ListDocumentsRequest, context: Context
     ) -> pb.ListDocumentsResponse:
         documents = await self._kbs.list_documents(
-            request.caller_id, request.knowledge_base_id, request.status
+            request.caller_id, request.knowledge_base_id, request.status, request.batch_id
         )
         return pb.ListDocumentsResponse(documents=[document_pb(d) for d in documents])
 
@@ -157,6 +169,21 @@ class RagServicer(rag_pb2_grpc.RagServiceServicer):
             request.caller_id, request.knowledge_base_id, request.file_id
         )
         return document_pb(document)
+
+    async def CreateDocumentBatch(
+        self, request: pb.CreateDocumentBatchRequest, context: Context
+    ) -> pb.DocumentBatch:
+        files = [(f.file_id, _json_object(f.attributes_json, "attributes")) for f in request.files]
+        return document_batch_pb(
+            await self._kbs.create_batch(request.caller_id, request.knowledge_base_id, files)
+        )
+
+    async def GetDocumentBatch(
+        self, request: pb.GetDocumentBatchRequest, context: Context
+    ) -> pb.DocumentBatch:
+        return document_batch_pb(
+            await self._kbs.get_batch(request.caller_id, request.knowledge_base_id, request.batch_id)
+        )
 
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
         passages = await self._retrieval.search(

@@ -73,3 +73,15 @@ class NewKnowledgeBase:
     chunk_overlap_tokens: int
     metadata: dict[str, str]
     description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentBatch:
+    id: str
+    knowledge_base_id: str
+    created_at: datetime
+    file_counts: FileCounts
+
+    @property
+    def status(self) -> str:
+        return "in_progress" if self.file_counts.in_progress else "completed"

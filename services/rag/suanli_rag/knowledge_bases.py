@@ -19,11 +19,18 @@ from suanli_common.outbox import Outbox
 from suanli_common.proto.suanli.v1.events_pb2 import DocumentChanged
 from suanli_rag.catalog_files import CatalogFile, CatalogFiles
 from suanli_rag.chunking import ChunkingConfig
-from suanli_rag.domain import Document, DocumentStatus, KnowledgeBase, NewKnowledgeBase
+from suanli_rag.domain import (
+    Document,
+    DocumentBatch,
+    DocumentStatus,
+    FileCounts,
+    KnowledgeBase,
+    NewKnowledgeBase,
+)
 from suanli_rag.embeddings import PACKAGED_MODEL, Embedders
 from suanli_rag.events import DOCUMENT_UPLOADED
 from suanli_rag.index import ChunkIndex
-from suanli_rag.models import DocumentRow, KnowledgeBaseRow
+from suanli_rag.models import DocumentBatchRow, DocumentRow, KnowledgeBaseRow
 from suanli_rag.parsing import SUPPORTED_EXTENSIONS, document_kind
 from suanli_rag.repository import RagRepository, document_of
 
@@ -31,6 +38,7 @@ ASSISTANTS = "assistants"
 MAX_ATTRIBUTES = 16
 MAX_NAME = 256
 MAX_DESCRIPTION = 512
+MAX_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,15 +202,70 @@ class KnowledgeBases:
         async with self._db.session() as session:
             repo = RagRepository(session)
             row = await repo.owned(caller_id, knowledge_base_id)
-            if existing := await repo.document_row(row.id, file_id):
-                if existing.status == DocumentStatus.failed:  # attaching it again is a retry
-                    self._index_again(session, existing)
-                    await session.flush()
-                return document_of(existing)
             row.last_active_at = _now()
-            document = self._stage_document(session, row, file.id, file.filename, file.bytes, attributes)
+            document = await self._attach(session, repo, row, file, attributes)
             await session.flush()
             return document_of(document)
+
+    async def create_batch(
+        self, caller_id: str, knowledge_base_id: str, files: list[tuple[str, dict[str, Any]]]
+    ) -> DocumentBatch:
+        """Attaches several files at once: all of them, or none when one cannot be a document."""
+        if not 0 < len(files) <= MAX_BATCH:
+            raise InvalidRequest(f"a batch has 1 to {MAX_BATCH} files", param="file_ids")
+        unique = dict(files)  # a file named twice is attached once, with its last attributes
+        checked = [(file_id, checked_attributes(attributes)) for file_id, attributes in unique.items()]
+        async with self._db.session() as session:
+            await RagRepository(session).owned(caller_id, knowledge_base_id)
+        attachable = [
+            (await self._attachable(caller_id, file_id), attributes) for file_id, attributes in checked
+        ]
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            row = await repo.owned(caller_id, knowledge_base_id)
+            row.last_active_at = _now()
+            batch = DocumentBatchRow(
+                id=new_id("vsfb"), knowledge_base_id=row.id, created_at=row.last_active_at
+            )
+            session.add(batch)
+            for file, attributes in attachable:
+                document = await self._attach(session, repo, row, file, attributes)
+                document.batch_id = batch.id
+            await session.flush()
+            return await self._batch_of(repo, batch)
+
+    async def get_batch(self, caller_id: str, knowledge_base_id: str, batch_id: str) -> DocumentBatch:
+        async with self._db.session() as session:
+            repo = RagRepository(session)
+            await repo.owned(caller_id, knowledge_base_id)
+            batch = await session.get(DocumentBatchRow, batch_id)
+            if batch is None or batch.knowledge_base_id != knowledge_base_id:
+                raise NotFound(
+                    f"no file batch {batch_id} in vector store {knowledge_base_id}", param="batch_id"
+                )
+            return await self._batch_of(repo, batch)
+
+    @staticmethod
+    async def _batch_of(repo: RagRepository, batch: DocumentBatchRow) -> DocumentBatch:
+        counts, _ = (await repo.counts([batch.knowledge_base_id], batch.id)).get(
+            batch.knowledge_base_id, (FileCounts(), 0)
+        )
+        return DocumentBatch(batch.id, batch.knowledge_base_id, batch.created_at, counts)
+
+    async def _attach(
+        self,
+        session: AsyncSession,
+        repo: RagRepository,
+        kb: KnowledgeBaseRow,
+        file: CatalogFile,
+        attributes: dict[str, Any],
+    ) -> DocumentRow:
+        """The document of a file: new, as it is, or indexed again when its last attempt failed."""
+        if existing := await repo.document_row(kb.id, file.id):
+            if existing.status == DocumentStatus.failed:
+                self._index_again(session, existing)
+            return existing
+        return self._stage_document(session, kb, file.id, file.filename, file.bytes, attributes)
 
     async def get_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
         async with self._db.session() as session:
@@ -214,7 +277,7 @@ class KnowledgeBases:
             return document_of(row)
 
     async def list_documents(
-        self, caller_id: str, knowledge_base_id: str, status: str = ""
+        self, caller_id: str, knowledge_base_id: str, status: str = "", batch_id: str = ""
     ) -> list[Document]:
         # OpenAI's "cancelled" is a valid filter that matches nothing here (ingestion is not cancelled).
         if status and status not in (*DocumentStatus.__members__, "cancelled"):
@@ -222,7 +285,7 @@ class KnowledgeBases:
         async with self._db.session() as session:
             repo = RagRepository(session)
             await repo.owned(caller_id, knowledge_base_id)
-            return [document_of(row) for row in await repo.documents(knowledge_base_id, status)]
+            return [document_of(row) for row in await repo.documents(knowledge_base_id, status, batch_id)]
 
     async def delete_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
         async with self._db.session() as session:

@@ -49,8 +49,16 @@ class DocumentRow(RagBase):
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     attributes_json: Mapped[str] = mapped_column(Text, default="{}")
+    batch_id: Mapped[str] = mapped_column(String(40), default="")  # the file batch that last attached it
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DocumentBatchRow(RagBase):
+    __tablename__ = "rag_document_batches"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    knowledge_base_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class OutboxRow(OutboxMixin, RagBase):

@@ -80,18 +80,19 @@ class RagRepository:
         )
         return list(rows)
 
-    async def counts(self, knowledge_base_ids: list[str]) -> dict[str, tuple[FileCounts, int]]:
-        """Documents per status and bytes of each knowledge base, in one query."""
-        rows = await self._session.execute(
-            select(
-                DocumentRow.knowledge_base_id,
-                DocumentRow.status,
-                func.count(),
-                func.coalesce(func.sum(DocumentRow.bytes), 0),
-            )
-            .where(DocumentRow.knowledge_base_id.in_(knowledge_base_ids))
-            .group_by(DocumentRow.knowledge_base_id, DocumentRow.status)
-        )
+    async def counts(
+        self, knowledge_base_ids: list[str], batch_id: str = ""
+    ) -> dict[str, tuple[FileCounts, int]]:
+        """Documents per status and bytes of each knowledge base (of one batch), in one query."""
+        query = select(
+            DocumentRow.knowledge_base_id,
+            DocumentRow.status,
+            func.count(),
+            func.coalesce(func.sum(DocumentRow.bytes), 0),
+        ).where(DocumentRow.knowledge_base_id.in_(knowledge_base_ids))
+        if batch_id:
+            query = query.where(DocumentRow.batch_id == batch_id)
+        rows = await self._session.execute(query.group_by(DocumentRow.knowledge_base_id, DocumentRow.status))
         tallies: dict[str, dict[str, int]] = {}
         for kb_id, status, count, size in rows:
             tally = tallies.setdefault(kb_id, {"bytes": 0})
@@ -116,10 +117,14 @@ class RagRepository:
     async def document_row(self, knowledge_base_id: str, file_id: str) -> DocumentRow | None:
         return await self._session.get(DocumentRow, (knowledge_base_id, file_id))
 
-    async def documents(self, knowledge_base_id: str, status: str = "") -> list[DocumentRow]:
+    async def documents(
+        self, knowledge_base_id: str, status: str = "", batch_id: str = ""
+    ) -> list[DocumentRow]:
         query = select(DocumentRow).where(DocumentRow.knowledge_base_id == knowledge_base_id)
         if status:
             query = query.where(DocumentRow.status == status)
+        if batch_id:
+            query = query.where(DocumentRow.batch_id == batch_id)
         return list(await self._session.scalars(query.order_by(DocumentRow.created_at)))
 
     async def delete_documents(self, knowledge_base_id: str) -> None:

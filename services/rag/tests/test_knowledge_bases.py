@@ -321,3 +321,39 @@ async def test_an_unreachable_catalog_is_waited_for_and_a_failed_document_can_be
     )
     assert retried.status == "in_progress"  # attaching a failed document again retries it
     assert (await rag.settled(kb.id, attached.file_id)).status == "completed"
+
+
+async def test_a_file_batch_is_done_when_all_its_documents_are(rag: Rag) -> None:
+    kb = await rag.create()
+    good = rag.catalog.put(ALICE, "guide.md", markdown_doc())
+    locked = rag.catalog.put(ALICE, "locked.pdf", encrypted_pdf())
+    created = await rag.stub.CreateDocumentBatch(
+        pb.CreateDocumentBatchRequest(
+            caller_id=ALICE,
+            knowledge_base_id=kb.id,
+            files=[pb.BatchFile(file_id=good, attributes_json='{"team": "a"}'), pb.BatchFile(file_id=locked)],
+        )
+    )
+    assert created.id.startswith("vsfb_") and created.file_counts.total == 2
+    await rag.settled(kb.id, good)
+    await rag.settled(kb.id, locked)
+    batch = await rag.stub.GetDocumentBatch(
+        pb.GetDocumentBatchRequest(caller_id=ALICE, knowledge_base_id=kb.id, batch_id=created.id)
+    )
+    assert (batch.status, batch.file_counts.completed, batch.file_counts.failed) == ("completed", 1, 1)
+    members = await rag.stub.ListDocuments(
+        pb.ListDocumentsRequest(caller_id=ALICE, knowledge_base_id=kb.id, batch_id=created.id)
+    )
+    assert sorted(d.file_id for d in members.documents) == sorted([good, locked])
+    with pytest.raises(NotFound):
+        await rag.stub.GetDocumentBatch(
+            pb.GetDocumentBatchRequest(caller_id=BOB, knowledge_base_id=kb.id, batch_id=created.id)
+        )
+    with pytest.raises(InvalidRequest):  # one file that cannot be a document: nothing is attached
+        await rag.stub.CreateDocumentBatch(
+            pb.CreateDocumentBatchRequest(
+                caller_id=ALICE,
+                knowledge_base_id=kb.id,
+                files=[pb.BatchFile(file_id=rag.catalog.put(ALICE, "x.bin", b"\x00"))],
+            )
+        )

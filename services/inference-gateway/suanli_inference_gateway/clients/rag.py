@@ -24,6 +24,7 @@ IDEMPOTENT_METHODS = (
     "ListKnowledgeBases",
     "GetDocument",
     "ListDocuments",
+    "GetDocumentBatch",
     "Search",
     "PrepareAnswer",
 )
@@ -83,6 +84,15 @@ class Passage:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentBatch:
+    id: str
+    knowledge_base_id: str
+    status: str
+    file_counts: FileCounts
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedAnswer:
     model: str
     system_prompt: str
@@ -116,7 +126,13 @@ class RagApi(Protocol):
         self, caller_id: str, kb_id: str, file_id: str, attributes: dict[str, Any]
     ) -> Document: ...
     async def get_document(self, caller_id: str, kb_id: str, file_id: str) -> Document: ...
-    async def list_documents(self, caller_id: str, kb_id: str, status: str = "") -> list[Document]: ...
+    async def list_documents(
+        self, caller_id: str, kb_id: str, status: str = "", batch_id: str = ""
+    ) -> list[Document]: ...
+    async def create_batch(
+        self, caller_id: str, kb_id: str, files: list[tuple[str, dict[str, Any]]]
+    ) -> DocumentBatch: ...
+    async def get_batch(self, caller_id: str, kb_id: str, batch_id: str) -> DocumentBatch: ...
     async def delete_document(self, caller_id: str, kb_id: str, file_id: str) -> Document: ...
     async def search(
         self,
@@ -137,8 +153,27 @@ def _time(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(UTC)
 
 
+def _counts(counts: pb.FileCounts) -> FileCounts:
+    return FileCounts(
+        in_progress=counts.in_progress,
+        completed=counts.completed,
+        failed=counts.failed,
+        cancelled=counts.cancelled,
+        total=counts.total,
+    )
+
+
+def _batch(msg: pb.DocumentBatch) -> DocumentBatch:
+    return DocumentBatch(
+        id=msg.id,
+        knowledge_base_id=msg.knowledge_base_id,
+        status=msg.status,
+        file_counts=_counts(msg.file_counts),
+        created_at=_time(msg.created_at),
+    )
+
+
 def _knowledge_base(msg: pb.KnowledgeBase) -> KnowledgeBase:
-    counts = msg.file_counts
     return KnowledgeBase(
         id=msg.id,
         name=msg.name,
@@ -150,13 +185,7 @@ def _knowledge_base(msg: pb.KnowledgeBase) -> KnowledgeBase:
         metadata=json.loads(msg.metadata_json or "{}"),
         created_at=_time(msg.created_at),
         last_active_at=_time(msg.last_active_at),
-        file_counts=FileCounts(
-            in_progress=counts.in_progress,
-            completed=counts.completed,
-            failed=counts.failed,
-            cancelled=counts.cancelled,
-            total=counts.total,
-        ),
+        file_counts=_counts(msg.file_counts),
         usage_bytes=msg.usage_bytes,
         status=msg.status,
     )
@@ -249,9 +278,27 @@ class RagClient:
         request = pb.GetDocumentRequest(caller_id=caller_id, knowledge_base_id=kb_id, file_id=file_id)
         return _document(await self._stub.GetDocument(request))
 
-    async def list_documents(self, caller_id: str, kb_id: str, status: str = "") -> list[Document]:
-        request = pb.ListDocumentsRequest(caller_id=caller_id, knowledge_base_id=kb_id, status=status)
+    async def list_documents(
+        self, caller_id: str, kb_id: str, status: str = "", batch_id: str = ""
+    ) -> list[Document]:
+        request = pb.ListDocumentsRequest(
+            caller_id=caller_id, knowledge_base_id=kb_id, status=status, batch_id=batch_id
+        )
         return [_document(d) for d in (await self._stub.ListDocuments(request)).documents]
+
+    async def create_batch(
+        self, caller_id: str, kb_id: str, files: list[tuple[str, dict[str, Any]]]
+    ) -> DocumentBatch:
+        request = pb.CreateDocumentBatchRequest(
+            caller_id=caller_id,
+            knowledge_base_id=kb_id,
+            files=[pb.BatchFile(file_id=f, attributes_json=json.dumps(a)) for f, a in files],
+        )
+        return _batch(await self._stub.CreateDocumentBatch(request))
+
+    async def get_batch(self, caller_id: str, kb_id: str, batch_id: str) -> DocumentBatch:
+        request = pb.GetDocumentBatchRequest(caller_id=caller_id, knowledge_base_id=kb_id, batch_id=batch_id)
+        return _batch(await self._stub.GetDocumentBatch(request))
 
     async def delete_document(self, caller_id: str, kb_id: str, file_id: str) -> Document:
         request = pb.DeleteDocumentRequest(caller_id=caller_id, knowledge_base_id=kb_id, file_id=file_id)

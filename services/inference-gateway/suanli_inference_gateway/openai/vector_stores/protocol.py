@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from suanli_inference_gateway.clients.rag import Document, KnowledgeBase, Passage
+from suanli_inference_gateway.clients.rag import Document, DocumentBatch, KnowledgeBase, Passage
 from suanli_inference_gateway.platform.protocol import RequestModel, unix_seconds
 
 Attributes = dict[str, str | int | float | bool]
@@ -131,6 +131,61 @@ class VectorStoreFileCreate(RequestModel):
                 "chunking is set per vector store; use POST /api/v1/knowledge-bases/{id}/reindex"
             )
         return self
+
+
+class BatchFile(RequestModel):
+    file_id: str = Field(min_length=1, max_length=64)
+    attributes: Attributes | None = Field(None, max_length=16)
+
+
+class VectorStoreFileBatchCreate(RequestModel):
+    file_ids: list[str] | None = Field(None, max_length=500)
+    files: list[BatchFile] | None = Field(
+        None, max_length=500, description="Files with attributes of their own"
+    )
+    attributes: Attributes | None = Field(None, max_length=16, description="For every file of `file_ids`")
+    chunking_strategy: ChunkingStrategy | None = Field(None, description="Only 'auto': chunking is per store")
+
+    @model_validator(mode="after")
+    def _files(self) -> VectorStoreFileBatchCreate:
+        if bool(self.file_ids) == bool(self.files):
+            raise ValueError("give either file_ids or files")
+        if self.chunking_strategy is not None and self.chunking_strategy.type != "auto":
+            raise ValueError(
+                "chunking is set per vector store; use POST /api/v1/knowledge-bases/{id}/reindex"
+            )
+        return self
+
+    def pairs(self) -> list[tuple[str, dict[str, Any]]]:
+        if self.files:
+            return [(f.file_id, dict(f.attributes or {})) for f in self.files]
+        return [(file_id, dict(self.attributes or {})) for file_id in self.file_ids or []]
+
+
+class VectorStoreFileBatchObject(BaseModel):
+    id: str
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    status: str
+    file_counts: FileCountsObject
+
+    @classmethod
+    def of(cls, batch: DocumentBatch) -> VectorStoreFileBatchObject:
+        counts = batch.file_counts
+        return cls(
+            id=batch.id,
+            created_at=unix_seconds(batch.created_at),
+            vector_store_id=batch.knowledge_base_id,
+            status=batch.status,
+            file_counts=FileCountsObject(
+                in_progress=counts.in_progress,
+                completed=counts.completed,
+                failed=counts.failed,
+                cancelled=counts.cancelled,
+                total=counts.total,
+            ),
+        )
 
 
 class LastError(BaseModel):

@@ -6,9 +6,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
+from suanli_common.errors import FailedPrecondition
 from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
-from suanli_inference_gateway.clients.rag import NewKnowledgeBase, RagApi
+from suanli_inference_gateway.clients.rag import Document, NewKnowledgeBase, RagApi
 from suanli_inference_gateway.dependencies import require_rag
 from suanli_inference_gateway.openai.paging import AFTER, LIMIT, page
 from suanli_inference_gateway.openai.vector_stores.protocol import (
@@ -17,6 +18,8 @@ from suanli_inference_gateway.openai.vector_stores.protocol import (
     SearchResultsPage,
     VectorStoreCreate,
     VectorStoreDeleted,
+    VectorStoreFileBatchCreate,
+    VectorStoreFileBatchObject,
     VectorStoreFileCreate,
     VectorStoreFileDeleted,
     VectorStoreFileList,
@@ -55,6 +58,8 @@ async def create_vector_store(
 
 
 ORDER = Query("desc", description="By creation time: asc or desc")
+StatusFilter = Literal["in_progress", "completed", "failed", "cancelled"] | None
+STATUS_FILTER = Query(None, description="Only files in this status")
 
 
 @router.get("", response_model=VectorStoreList)
@@ -109,9 +114,7 @@ async def create_vector_store_file(
 @router.get("/{vector_store_id}/files", response_model=VectorStoreFileList)
 async def list_vector_store_files(
     vector_store_id: str,
-    filter: Literal["in_progress", "completed", "failed", "cancelled"] | None = Query(
-        None, description="Only files in this status"
-    ),
+    filter: StatusFilter = STATUS_FILTER,
     limit: int = LIMIT,
     after: str | None = AFTER,
     order: Literal["asc", "desc"] = ORDER,
@@ -119,8 +122,15 @@ async def list_vector_store_files(
     rag: RagApi = Depends(require_rag),
 ) -> VectorStoreFileList:
     documents = await rag.list_documents(principal.user_id, vector_store_id, filter or "")
-    files = [VectorStoreFileObject.of(d) for d in documents]
-    files.sort(key=lambda f: (f.created_at, f.id), reverse=order == "desc")
+    return _file_page(documents, limit, after, order)
+
+
+def _file_page(documents: list[Document], limit: int, after: str | None, order: str) -> VectorStoreFileList:
+    files = sorted(
+        (VectorStoreFileObject.of(d) for d in documents),
+        key=lambda f: (f.created_at, f.id),
+        reverse=order == "desc",
+    )
     chosen, has_more = page(files, after, limit)
     return VectorStoreFileList(
         data=chosen,
@@ -167,3 +177,54 @@ async def search_vector_store(
         score_threshold=body.ranking_options.score_threshold if body.ranking_options else 0.0,
     )
     return SearchResultsPage(search_query=body.queries, data=[SearchResult.of(p) for p in passages])
+
+
+@router.post("/{vector_store_id}/file_batches", response_model=VectorStoreFileBatchObject)
+async def create_file_batch(
+    vector_store_id: str,
+    body: VectorStoreFileBatchCreate,
+    principal: Principal = Depends(require_principal),
+    rag: RagApi = Depends(require_rag),
+) -> VectorStoreFileBatchObject:
+    batch = await rag.create_batch(principal.user_id, vector_store_id, body.pairs())
+    return VectorStoreFileBatchObject.of(batch)
+
+
+@router.get("/{vector_store_id}/file_batches/{batch_id}", response_model=VectorStoreFileBatchObject)
+async def retrieve_file_batch(
+    vector_store_id: str,
+    batch_id: str,
+    principal: Principal = Depends(require_principal),
+    rag: RagApi = Depends(require_rag),
+) -> VectorStoreFileBatchObject:
+    return VectorStoreFileBatchObject.of(await rag.get_batch(principal.user_id, vector_store_id, batch_id))
+
+
+@router.post("/{vector_store_id}/file_batches/{batch_id}/cancel", response_model=VectorStoreFileBatchObject)
+async def cancel_file_batch(
+    vector_store_id: str,
+    batch_id: str,
+    principal: Principal = Depends(require_principal),
+    rag: RagApi = Depends(require_rag),
+) -> VectorStoreFileBatchObject:
+    await rag.get_batch(principal.user_id, vector_store_id, batch_id)  # 404 before 409
+    raise FailedPrecondition(
+        "indexing is not cancelled here: delete the batch's files from the vector store instead",
+        code="cancel_not_supported",
+    )
+
+
+@router.get("/{vector_store_id}/file_batches/{batch_id}/files", response_model=VectorStoreFileList)
+async def list_file_batch_files(
+    vector_store_id: str,
+    batch_id: str,
+    filter: StatusFilter = STATUS_FILTER,
+    limit: int = LIMIT,
+    after: str | None = AFTER,
+    order: Literal["asc", "desc"] = ORDER,
+    principal: Principal = Depends(require_principal),
+    rag: RagApi = Depends(require_rag),
+) -> VectorStoreFileList:
+    await rag.get_batch(principal.user_id, vector_store_id, batch_id)
+    documents = await rag.list_documents(principal.user_id, vector_store_id, filter or "", batch_id)
+    return _file_page(documents, limit, after, order)

@@ -1,4 +1,4 @@
-"""The rag tables: knowledge bases, documents, outbox.
+"""The rag tables: knowledge bases, documents, document batches, outbox.
 
 Revision ID: 0001
 Revises:
@@ -49,8 +49,15 @@ def upgrade() -> None:
         sa.Column("chunks", sa.Integer, nullable=False),
         sa.Column("chunks_total", sa.Integer, nullable=False),
         sa.Column("attributes_json", sa.Text, nullable=False),
+        sa.Column("batch_id", sa.String(40), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
+    )
+    op.create_table(
+        "rag_document_batches",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("knowledge_base_id", sa.String(40), nullable=False, index=True),
+        sa.Column("created_at", TS, nullable=False),
     )
     op.create_table(
         "rag_outbox",
@@ -63,5 +70,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rag_outbox")
+    op.drop_table("rag_document_batches")
     op.drop_table("rag_documents")
     op.drop_table("rag_knowledge_bases")

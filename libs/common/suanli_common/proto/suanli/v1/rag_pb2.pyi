@@ -399,20 +399,24 @@ class ListDocumentsRequest(_message.Message):
     CALLER_ID_FIELD_NUMBER: _builtins.int
     KNOWLEDGE_BASE_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
     caller_id: _builtins.str
     knowledge_base_id: _builtins.str
     status: _builtins.str
     """empty: all"""
+    batch_id: _builtins.str
+    """empty: every batch"""
     def __init__(
         self,
         *,
         caller_id: _builtins.str = ...,
         knowledge_base_id: _builtins.str = ...,
         status: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "knowledge_base_id", b"knowledge_base_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "caller_id", b"caller_id", "knowledge_base_id", b"knowledge_base_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -620,3 +624,111 @@ class PreparedAnswer(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreparedAnswer: _TypeAlias = PreparedAnswer  # noqa: Y015
+
+@_typing.final
+class BatchFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_JSON_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    attributes_json: _builtins.str
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        attributes_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes_json", b"attributes_json", "file_id", b"file_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchFile: _TypeAlias = BatchFile  # noqa: Y015
+
+@_typing.final
+class CreateDocumentBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    knowledge_base_id: _builtins.str
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchFile]: ...
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        knowledge_base_id: _builtins.str = ...,
+        files: _abc.Iterable[Global___BatchFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "files", b"files", "knowledge_base_id", b"knowledge_base_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDocumentBatchRequest: _TypeAlias = CreateDocumentBatchRequest  # noqa: Y015
+
+@_typing.final
+class GetDocumentBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    knowledge_base_id: _builtins.str
+    batch_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        knowledge_base_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "caller_id", b"caller_id", "knowledge_base_id", b"knowledge_base_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDocumentBatchRequest: _TypeAlias = GetDocumentBatchRequest  # noqa: Y015
+
+@_typing.final
+class DocumentBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    KNOWLEDGE_BASE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FILE_COUNTS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """vsfb_..."""
+    knowledge_base_id: _builtins.str
+    status: _builtins.str
+    """"in_progress" while any of its documents is, else "completed" """
+    @_builtins.property
+    def file_counts(self) -> Global___FileCounts: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        knowledge_base_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        file_counts: Global___FileCounts | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "file_counts", b"file_counts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "file_counts", b"file_counts", "id", b"id", "knowledge_base_id", b"knowledge_base_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentBatch: _TypeAlias = DocumentBatch  # noqa: Y015

@@ -79,6 +79,16 @@ class RagServiceStub:
                 request_serializer=suanli_dot_v1_dot_rag__pb2.DeleteDocumentRequest.SerializeToString,
                 response_deserializer=suanli_dot_v1_dot_rag__pb2.Document.FromString,
                 _registered_method=True)
+        self.CreateDocumentBatch = channel.unary_unary(
+                '/suanli.v1.RagService/CreateDocumentBatch',
+                request_serializer=suanli_dot_v1_dot_rag__pb2.CreateDocumentBatchRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_rag__pb2.DocumentBatch.FromString,
+                _registered_method=True)
+        self.GetDocumentBatch = channel.unary_unary(
+                '/suanli.v1.RagService/GetDocumentBatch',
+                request_serializer=suanli_dot_v1_dot_rag__pb2.GetDocumentBatchRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_rag__pb2.DocumentBatch.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/suanli.v1.RagService/Search',
                 request_serializer=suanli_dot_v1_dot_rag__pb2.SearchRequest.SerializeToString,
@@ -152,6 +162,19 @@ class RagServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDocumentBatch(self, request, context):
+        """Several files attached at once (OpenAI's file batches); the batch is done when they all are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDocumentBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Search(self, request, context):
         """Hybrid retrieval (dense + BM25, fused), best first.
         """
@@ -213,6 +236,16 @@ def add_RagServiceServicer_to_server(servicer, server):
                     servicer.DeleteDocument,
                     request_deserializer=suanli_dot_v1_dot_rag__pb2.DeleteDocumentRequest.FromString,
                     response_serializer=suanli_dot_v1_dot_rag__pb2.Document.SerializeToString,
+            ),
+            'CreateDocumentBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDocumentBatch,
+                    request_deserializer=suanli_dot_v1_dot_rag__pb2.CreateDocumentBatchRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_rag__pb2.DocumentBatch.SerializeToString,
+            ),
+            'GetDocumentBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocumentBatch,
+                    request_deserializer=suanli_dot_v1_dot_rag__pb2.GetDocumentBatchRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_rag__pb2.DocumentBatch.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -468,6 +501,60 @@ class RagService:
             '/suanli.v1.RagService/DeleteDocument',
             suanli_dot_v1_dot_rag__pb2.DeleteDocumentRequest.SerializeToString,
             suanli_dot_v1_dot_rag__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDocumentBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.RagService/CreateDocumentBatch',
+            suanli_dot_v1_dot_rag__pb2.CreateDocumentBatchRequest.SerializeToString,
+            suanli_dot_v1_dot_rag__pb2.DocumentBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocumentBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.RagService/GetDocumentBatch',
+            suanli_dot_v1_dot_rag__pb2.GetDocumentBatchRequest.SerializeToString,
+            suanli_dot_v1_dot_rag__pb2.DocumentBatch.FromString,
             options,
             channel_credentials,
             insecure,

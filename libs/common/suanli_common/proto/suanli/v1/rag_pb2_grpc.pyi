@@ -48,6 +48,9 @@ class RagServiceStub:
     GetDocument: _grpc.UnaryUnaryMultiCallable[_rag_pb2.GetDocumentRequest, _rag_pb2.Document]
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_rag_pb2.ListDocumentsRequest, _rag_pb2.ListDocumentsResponse]
     DeleteDocument: _grpc.UnaryUnaryMultiCallable[_rag_pb2.DeleteDocumentRequest, _rag_pb2.Document]
+    CreateDocumentBatch: _grpc.UnaryUnaryMultiCallable[_rag_pb2.CreateDocumentBatchRequest, _rag_pb2.DocumentBatch]
+    """Several files attached at once (OpenAI's file batches); the batch is done when they all are."""
+    GetDocumentBatch: _grpc.UnaryUnaryMultiCallable[_rag_pb2.GetDocumentBatchRequest, _rag_pb2.DocumentBatch]
     Search: _grpc.UnaryUnaryMultiCallable[_rag_pb2.SearchRequest, _rag_pb2.SearchResponse]
     """Hybrid retrieval (dense + BM25, fused), best first."""
     PrepareAnswer: _grpc.UnaryUnaryMultiCallable[_rag_pb2.PrepareAnswerRequest, _rag_pb2.PreparedAnswer]
@@ -70,6 +73,9 @@ class RagServiceAsyncStub(RagServiceStub):
     GetDocument: _aio.UnaryUnaryMultiCallable[_rag_pb2.GetDocumentRequest, _rag_pb2.Document]  # type: ignore[assignment]
     ListDocuments: _aio.UnaryUnaryMultiCallable[_rag_pb2.ListDocumentsRequest, _rag_pb2.ListDocumentsResponse]  # type: ignore[assignment]
     DeleteDocument: _aio.UnaryUnaryMultiCallable[_rag_pb2.DeleteDocumentRequest, _rag_pb2.Document]  # type: ignore[assignment]
+    CreateDocumentBatch: _aio.UnaryUnaryMultiCallable[_rag_pb2.CreateDocumentBatchRequest, _rag_pb2.DocumentBatch]  # type: ignore[assignment]
+    """Several files attached at once (OpenAI's file batches); the batch is done when they all are."""
+    GetDocumentBatch: _aio.UnaryUnaryMultiCallable[_rag_pb2.GetDocumentBatchRequest, _rag_pb2.DocumentBatch]  # type: ignore[assignment]
     Search: _aio.UnaryUnaryMultiCallable[_rag_pb2.SearchRequest, _rag_pb2.SearchResponse]  # type: ignore[assignment]
     """Hybrid retrieval (dense + BM25, fused), best first."""
     PrepareAnswer: _aio.UnaryUnaryMultiCallable[_rag_pb2.PrepareAnswerRequest, _rag_pb2.PreparedAnswer]  # type: ignore[assignment]
@@ -143,6 +149,21 @@ class RagServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _rag_pb2.DeleteDocumentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rag_pb2.Document, _abc.Awaitable[_rag_pb2.Document]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateDocumentBatch(
+        self,
+        request: _rag_pb2.CreateDocumentBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rag_pb2.DocumentBatch, _abc.Awaitable[_rag_pb2.DocumentBatch]]:
+        """Several files attached at once (OpenAI's file batches); the batch is done when they all are."""
+
+    @_abc_1.abstractmethod
+    def GetDocumentBatch(
+        self,
+        request: _rag_pb2.GetDocumentBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rag_pb2.DocumentBatch, _abc.Awaitable[_rag_pb2.DocumentBatch]]: ...
 
     @_abc_1.abstractmethod
     def Search(
