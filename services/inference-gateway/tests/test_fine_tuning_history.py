@@ -18,6 +18,7 @@ from suanli_inference_gateway.openai.fine_tuning.jobs import (
     fine_tuning_object,
 )
 from suanli_inference_gateway.openai.fine_tuning.protocol import CreateFineTuningJobRequest
+from suanli_inference_gateway.openai.paging import page
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -106,13 +107,13 @@ def test_checkpoints_one_per_step_newest_first_with_that_steps_losses() -> None:
 
 def test_paging_continues_after_the_given_id_and_refuses_an_unknown_one() -> None:
     events = history.events(job(), RECORDS)
-    first, more = history.page(events, None, 4)
-    second, _ = history.page(events, first[-1].id, 4)
+    first, more = page(events, None, 4)
+    second, _ = page(events, first[-1].id, 4)
     assert more and second[0].id == events[4].id
-    last, more = history.page(events, events[-2].id, 4)
+    last, more = page(events, events[-2].id, 4)
     assert [e.id for e in last] == [events[-1].id] and not more
     with pytest.raises(InvalidRequest):
-        history.page(events, "ftevent-unknown", 4)
+        page(events, "ftevent-unknown", 4)
 
 
 def test_a_succeeded_job_shows_what_auto_became_and_its_models() -> None:
