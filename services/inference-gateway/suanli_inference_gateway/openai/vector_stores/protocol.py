@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from suanli_inference_gateway.clients.rag import Document, DocumentBatch, KnowledgeBase, Passage
+from suanli_inference_gateway.clients.rag import Document, DocumentBatch, FileCounts, KnowledgeBase, Passage
 from suanli_inference_gateway.platform.protocol import RequestModel, unix_seconds
 
 Attributes = dict[str, str | int | float | bool]
@@ -53,6 +53,16 @@ class FileCountsObject(BaseModel):
     cancelled: int
     total: int
 
+    @classmethod
+    def of(cls, counts: FileCounts) -> FileCountsObject:
+        return cls(
+            in_progress=counts.in_progress,
+            completed=counts.completed,
+            failed=counts.failed,
+            cancelled=counts.cancelled,
+            total=counts.total,
+        )
+
 
 class VectorStoreObject(BaseModel):
     id: str
@@ -73,20 +83,13 @@ class VectorStoreObject(BaseModel):
 
     @classmethod
     def of(cls, kb: KnowledgeBase) -> VectorStoreObject:
-        counts = kb.file_counts
         return cls(
             id=kb.id,
             created_at=unix_seconds(kb.created_at),
             name=kb.name,
             description=kb.description or None,
             usage_bytes=kb.usage_bytes,
-            file_counts=FileCountsObject(
-                in_progress=counts.in_progress,
-                completed=counts.completed,
-                failed=counts.failed,
-                cancelled=counts.cancelled,
-                total=counts.total,
-            ),
+            file_counts=FileCountsObject.of(kb.file_counts),
             status=kb.status,
             last_active_at=unix_seconds(kb.last_active_at),
             metadata=kb.metadata,
@@ -172,19 +175,12 @@ class VectorStoreFileBatchObject(BaseModel):
 
     @classmethod
     def of(cls, batch: DocumentBatch) -> VectorStoreFileBatchObject:
-        counts = batch.file_counts
         return cls(
             id=batch.id,
             created_at=unix_seconds(batch.created_at),
             vector_store_id=batch.knowledge_base_id,
             status=batch.status,
-            file_counts=FileCountsObject(
-                in_progress=counts.in_progress,
-                completed=counts.completed,
-                failed=counts.failed,
-                cancelled=counts.cancelled,
-                total=counts.total,
-            ),
+            file_counts=FileCountsObject.of(batch.file_counts),
         )
 
 
