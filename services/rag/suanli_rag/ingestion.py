@@ -45,6 +45,7 @@ class Work:
     owner_id: str
     filename: str
     attempt_id: str
+    replaces_points: bool
     attributes: dict[str, Any]
     embedding_model: str
     chunking: ChunkingConfig
@@ -116,8 +117,10 @@ class Ingestion:
             await self._index_batch(work, embedder, batch, first=start == 0)
             if not await self._progress(work, start + len(batch), len(chunks)):
                 return
-        # The points of an earlier attempt (before a re-index, say) give way to this one's.
-        await self._index.delete_document(work.knowledge_base_id, work.file_id, other_than=work.attempt_id)
+        if work.replaces_points:  # the points of an earlier attempt (before a re-index) give way
+            await self._index.delete_document(
+                work.knowledge_base_id, work.file_id, other_than=work.attempt_id
+            )
         await self._finish(work, DocumentStatus.completed, chunks=len(chunks))
 
     async def _index_batch(self, work: Work, embedder: Embedder, batch: list[Chunk], *, first: bool) -> None:
@@ -160,6 +163,7 @@ class Ingestion:
                 owner_id=document.owner_id,
                 filename=document.filename,
                 attempt_id=document.attempt_id,
+                replaces_points=document.replaces_points,
                 attributes=document_of(document).attributes,
                 embedding_model=kb.embedding_model,
                 chunking=ChunkingConfig(kb.chunk_max_tokens, kb.chunk_overlap_tokens),

@@ -342,6 +342,7 @@ class KnowledgeBases:
             bytes=size,
             status=DocumentStatus.in_progress,
             attempt_id=new_id("ing"),
+            replaces_points=False,
             error_code="",
             error_message="",
             chunks=0,
@@ -357,6 +358,7 @@ class KnowledgeBases:
     def _index_again(self, session: AsyncSession, document: DocumentRow) -> None:
         """A new attempt for a document: the running one, if any, is stale from now on."""
         document.attempt_id = new_id("ing")
+        document.replaces_points = True
         document.status = DocumentStatus.in_progress
         document.error_code = document.error_message = ""
         document.chunks = document.chunks_total = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanli_common.db import Base, UtcDateTime
@@ -44,6 +44,9 @@ class DocumentRow(RagBase):
     status: Mapped[str] = mapped_column(String(16))
     # A new one for each indexing of the document: work of an older attempt is stale and skipped.
     attempt_id: Mapped[str] = mapped_column(String(40))
+    # Earlier attempts may have left points (a re-index, a retry): the attempt removes them when done.
+    # A new document has none, and skips that search through the collection.
+    replaces_points: Mapped[bool] = mapped_column(Boolean, default=False)
     error_code: Mapped[str] = mapped_column(String(32), default="")
     error_message: Mapped[str] = mapped_column(Text, default="")
     chunks: Mapped[int] = mapped_column(Integer, default=0)

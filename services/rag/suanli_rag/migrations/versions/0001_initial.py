@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("bytes", sa.BigInteger, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempt_id", sa.String(40), nullable=False),
+        sa.Column("replaces_points", sa.Boolean, nullable=False),
         sa.Column("error_code", sa.String(32), nullable=False),
         sa.Column("error_message", sa.Text, nullable=False),
         sa.Column("chunks", sa.Integer, nullable=False),
