@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[2] / "services" / "rag" / "tests"))
+from documents import docx_doc, pdf_doc
 
 if TYPE_CHECKING:
     from conftest import Platform
@@ -283,6 +287,7 @@ def _replica_pids(deployment_id: str) -> list[int]:
     return pids
 
 
+SECURITY_PAGE = "The launch code for the demo cluster is ORCHID-42. Rotate it every quarter."
 HANDBOOK = (
     b"# Team handbook\n\n## Office\n\nThe office is on the fourth floor of building C.\n\n"
     b"## Security\n\nThe launch code for the demo cluster is ORCHID-42. Rotate it every quarter.\n"
@@ -292,14 +297,22 @@ HANDBOOK = (
 def test_a_knowledge_base_answers_with_citations(
     seed_deployment: dict[str, Any], client: openai.OpenAI, api: httpx.Client
 ) -> None:
-    """A vector store bound (by default) to the seed chat model: `ask` retrieves the passage, the
-    model answers from it, and the citations carry the passage; streamed, the citations come first."""
+    """The issue's round trip: a vector store (bound by default to the seed chat model) gets a
+    Markdown, a PDF and a DOCX file; `ask` retrieves the PDF passage that holds the answer, the model
+    answers from the passages, and the citations carry that passage; streamed, they come first."""
     store = client.vector_stores.create(name="handbook")
-    uploaded = client.files.create(file=("handbook.md", HANDBOOK), purpose="assistants")
-    indexed = client.vector_stores.files.create_and_poll(
-        vector_store_id=store.id, file_id=uploaded.id, poll_interval_ms=200
-    )
-    assert indexed.status == "completed", indexed.last_error
+    documents = [
+        ("office.md", b"# Office\n\nThe office is on the fourth floor of building C.\n"),
+        ("security.pdf", pdf_doc(["Visitors sign in at the front desk.", SECURITY_PAGE])),
+        ("budget.docx", docx_doc("Budget", ["The budget for 2027 is 3.5 million yuan."])),
+    ]
+    uploaded = {}
+    for name, data in documents:
+        uploaded[name] = client.files.create(file=(name, data), purpose="assistants").id
+        indexed = client.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=uploaded[name], poll_interval_ms=200
+        )
+        assert indexed.status == "completed", indexed.last_error
     question = {"question": "What is the launch code for the demo cluster?", "max_tokens": 32}
 
     answered = api.post(f"/api/v1/knowledge-bases/{store.id}/ask", json=question)
@@ -309,8 +322,12 @@ def test_a_knowledge_base_answers_with_citations(
     assert body["answer"].strip()
     assert body["usage"]["prompt_tokens"] > 0
     [cited] = [c for c in body["citations"] if "ORCHID-42" in c["text"]]
-    assert (cited["document"], cited["filename"]) == (uploaded.id, "handbook.md")
-    assert cited["heading_path"] == "Team handbook > Security" and cited["score"] > 0
+    assert (cited["document"], cited["filename"], cited["page"]) == (
+        uploaded["security.pdf"],
+        "security.pdf",
+        2,
+    )
+    assert cited["score"] > 0
 
     with api.stream(
         "POST", f"/api/v1/knowledge-bases/{store.id}/ask", json={**question, "stream": True}
