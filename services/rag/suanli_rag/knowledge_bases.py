@@ -269,12 +269,9 @@ class KnowledgeBases:
 
     async def get_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
         async with self._db.session() as session:
-            repo = RagRepository(session)
-            await repo.owned(caller_id, knowledge_base_id)
-            row = await repo.document_row(knowledge_base_id, file_id)
-            if row is None:
-                raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
-            return document_of(row)
+            return document_of(
+                await RagRepository(session).owned_document(caller_id, knowledge_base_id, file_id)
+            )
 
     async def list_documents(
         self, caller_id: str, knowledge_base_id: str, status: str = "", batch_id: str = ""
@@ -289,11 +286,7 @@ class KnowledgeBases:
 
     async def delete_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> Document:
         async with self._db.session() as session:
-            repo = RagRepository(session)
-            await repo.owned(caller_id, knowledge_base_id)
-            row = await repo.document_row(knowledge_base_id, file_id)
-            if row is None:
-                raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
+            row = await RagRepository(session).owned_document(caller_id, knowledge_base_id, file_id)
             deleted = document_of(row)
             await session.delete(row)
         await self._index.delete_document(knowledge_base_id, file_id)

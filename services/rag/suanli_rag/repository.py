@@ -63,6 +63,13 @@ class RagRepository:
             raise NotFound(f"no vector store {knowledge_base_id}", param="vector_store_id")
         return row
 
+    async def owned_document(self, caller_id: str, knowledge_base_id: str, file_id: str) -> DocumentRow:
+        await self.owned(caller_id, knowledge_base_id)
+        row = await self.document_row(knowledge_base_id, file_id)
+        if row is None:
+            raise NotFound(f"no file {file_id} in vector store {knowledge_base_id}", param="file_id")
+        return row
+
     async def by_request(self, owner_id: str, client_request_id: str) -> KnowledgeBaseRow | None:
         row: KnowledgeBaseRow | None = await self._session.scalar(
             select(KnowledgeBaseRow).where(
