@@ -89,6 +89,36 @@ class AuthServiceStub:
                 request_serializer=suanli_dot_v1_dot_auth__pb2.ListQuotasRequest.SerializeToString,
                 response_deserializer=suanli_dot_v1_dot_auth__pb2.ListQuotasResponse.FromString,
                 _registered_method=True)
+        self.GetQuotaStatus = channel.unary_unary(
+                '/suanli.v1.AuthService/GetQuotaStatus',
+                request_serializer=suanli_dot_v1_dot_auth__pb2.GetQuotaStatusRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_auth__pb2.GetQuotaStatusResponse.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/suanli.v1.AuthService/GetUsage',
+                request_serializer=suanli_dot_v1_dot_auth__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_auth__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/suanli.v1.AuthService/GetBalance',
+                request_serializer=suanli_dot_v1_dot_auth__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_auth__pb2.Balance.FromString,
+                _registered_method=True)
+        self.AddCredit = channel.unary_unary(
+                '/suanli.v1.AuthService/AddCredit',
+                request_serializer=suanli_dot_v1_dot_auth__pb2.AddCreditRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_auth__pb2.Balance.FromString,
+                _registered_method=True)
+        self.GetPrices = channel.unary_unary(
+                '/suanli.v1.AuthService/GetPrices',
+                request_serializer=suanli_dot_v1_dot_auth__pb2.GetPricesRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_auth__pb2.Prices.FromString,
+                _registered_method=True)
+        self.SetPrices = channel.unary_unary(
+                '/suanli.v1.AuthService/SetPrices',
+                request_serializer=suanli_dot_v1_dot_auth__pb2.SetPricesRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_auth__pb2.Prices.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -161,6 +191,45 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQuotaStatus(self, request, context):
+        """Each quota of a user with what is in use now (tokens today, GPUs held now).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """Metering: the usage ledger (fed by usage.recorded and the scheduler's job.* and deployment.*
+        events), prices, credits and balances. Amounts are in millionths of the currency (micros).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCredit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPrices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPrices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +287,36 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListQuotas,
                     request_deserializer=suanli_dot_v1_dot_auth__pb2.ListQuotasRequest.FromString,
                     response_serializer=suanli_dot_v1_dot_auth__pb2.ListQuotasResponse.SerializeToString,
+            ),
+            'GetQuotaStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuotaStatus,
+                    request_deserializer=suanli_dot_v1_dot_auth__pb2.GetQuotaStatusRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_auth__pb2.GetQuotaStatusResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=suanli_dot_v1_dot_auth__pb2.GetUsageRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_auth__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=suanli_dot_v1_dot_auth__pb2.GetBalanceRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_auth__pb2.Balance.SerializeToString,
+            ),
+            'AddCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCredit,
+                    request_deserializer=suanli_dot_v1_dot_auth__pb2.AddCreditRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_auth__pb2.Balance.SerializeToString,
+            ),
+            'GetPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrices,
+                    request_deserializer=suanli_dot_v1_dot_auth__pb2.GetPricesRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_auth__pb2.Prices.SerializeToString,
+            ),
+            'SetPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrices,
+                    request_deserializer=suanli_dot_v1_dot_auth__pb2.SetPricesRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_auth__pb2.Prices.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +616,168 @@ class AuthService:
             '/suanli.v1.AuthService/ListQuotas',
             suanli_dot_v1_dot_auth__pb2.ListQuotasRequest.SerializeToString,
             suanli_dot_v1_dot_auth__pb2.ListQuotasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuotaStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.AuthService/GetQuotaStatus',
+            suanli_dot_v1_dot_auth__pb2.GetQuotaStatusRequest.SerializeToString,
+            suanli_dot_v1_dot_auth__pb2.GetQuotaStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.AuthService/GetUsage',
+            suanli_dot_v1_dot_auth__pb2.GetUsageRequest.SerializeToString,
+            suanli_dot_v1_dot_auth__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.AuthService/GetBalance',
+            suanli_dot_v1_dot_auth__pb2.GetBalanceRequest.SerializeToString,
+            suanli_dot_v1_dot_auth__pb2.Balance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.AuthService/AddCredit',
+            suanli_dot_v1_dot_auth__pb2.AddCreditRequest.SerializeToString,
+            suanli_dot_v1_dot_auth__pb2.Balance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.AuthService/GetPrices',
+            suanli_dot_v1_dot_auth__pb2.GetPricesRequest.SerializeToString,
+            suanli_dot_v1_dot_auth__pb2.Prices.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.AuthService/SetPrices',
+            suanli_dot_v1_dot_auth__pb2.SetPricesRequest.SerializeToString,
+            suanli_dot_v1_dot_auth__pb2.Prices.FromString,
             options,
             channel_credentials,
             insecure,

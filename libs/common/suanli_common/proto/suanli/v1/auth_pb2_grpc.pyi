@@ -46,6 +46,16 @@ class AuthServiceStub:
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiKeyRequest, _auth_pb2.ApiKey]
     SetQuota: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetQuotaRequest, _auth_pb2.Quota]
     ListQuotas: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListQuotasRequest, _auth_pb2.ListQuotasResponse]
+    GetQuotaStatus: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetQuotaStatusRequest, _auth_pb2.GetQuotaStatusResponse]
+    """Each quota of a user with what is in use now (tokens today, GPUs held now)."""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUsageRequest, _auth_pb2.GetUsageResponse]
+    """Metering: the usage ledger (fed by usage.recorded and the scheduler's job.* and deployment.*
+    events), prices, credits and balances. Amounts are in millionths of the currency (micros).
+    """
+    GetBalance: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetBalanceRequest, _auth_pb2.Balance]
+    AddCredit: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AddCreditRequest, _auth_pb2.Balance]
+    GetPrices: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetPricesRequest, _auth_pb2.Prices]
+    SetPrices: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetPricesRequest, _auth_pb2.Prices]
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -62,6 +72,16 @@ class AuthServiceAsyncStub(AuthServiceStub):
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiKeyRequest, _auth_pb2.ApiKey]  # type: ignore[assignment]
     SetQuota: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetQuotaRequest, _auth_pb2.Quota]  # type: ignore[assignment]
     ListQuotas: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListQuotasRequest, _auth_pb2.ListQuotasResponse]  # type: ignore[assignment]
+    GetQuotaStatus: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetQuotaStatusRequest, _auth_pb2.GetQuotaStatusResponse]  # type: ignore[assignment]
+    """Each quota of a user with what is in use now (tokens today, GPUs held now)."""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUsageRequest, _auth_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """Metering: the usage ledger (fed by usage.recorded and the scheduler's job.* and deployment.*
+    events), prices, credits and balances. Amounts are in millionths of the currency (micros).
+    """
+    GetBalance: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetBalanceRequest, _auth_pb2.Balance]  # type: ignore[assignment]
+    AddCredit: _aio.UnaryUnaryMultiCallable[_auth_pb2.AddCreditRequest, _auth_pb2.Balance]  # type: ignore[assignment]
+    GetPrices: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetPricesRequest, _auth_pb2.Prices]  # type: ignore[assignment]
+    SetPrices: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetPricesRequest, _auth_pb2.Prices]  # type: ignore[assignment]
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -141,5 +161,51 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.ListQuotasRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ListQuotasResponse, _abc.Awaitable[_auth_pb2.ListQuotasResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetQuotaStatus(
+        self,
+        request: _auth_pb2.GetQuotaStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetQuotaStatusResponse, _abc.Awaitable[_auth_pb2.GetQuotaStatusResponse]]:
+        """Each quota of a user with what is in use now (tokens today, GPUs held now)."""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _auth_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetUsageResponse, _abc.Awaitable[_auth_pb2.GetUsageResponse]]:
+        """Metering: the usage ledger (fed by usage.recorded and the scheduler's job.* and deployment.*
+        events), prices, credits and balances. Amounts are in millionths of the currency (micros).
+        """
+
+    @_abc_1.abstractmethod
+    def GetBalance(
+        self,
+        request: _auth_pb2.GetBalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Balance, _abc.Awaitable[_auth_pb2.Balance]]: ...
+
+    @_abc_1.abstractmethod
+    def AddCredit(
+        self,
+        request: _auth_pb2.AddCreditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Balance, _abc.Awaitable[_auth_pb2.Balance]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPrices(
+        self,
+        request: _auth_pb2.GetPricesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Prices, _abc.Awaitable[_auth_pb2.Prices]]: ...
+
+    @_abc_1.abstractmethod
+    def SetPrices(
+        self,
+        request: _auth_pb2.SetPricesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Prices, _abc.Awaitable[_auth_pb2.Prices]]: ...
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -269,6 +269,8 @@ class JobStateChanged(_message.Message):
     OUTPUT_PATH_FIELD_NUMBER: _builtins.int
     OUTPUT_MODEL_ID_FIELD_NUMBER: _builtins.int
     BASE_MODEL_ID_FIELD_NUMBER: _builtins.int
+    GPU_TYPE_FIELD_NUMBER: _builtins.int
+    GPUS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     owner_id: _builtins.str
     name: _builtins.str
@@ -284,6 +286,10 @@ class JobStateChanged(_message.Message):
     """fine-tunes: the id the merged model is registered under"""
     base_model_id: _builtins.str
     """fine-tunes: the model it was trained from"""
+    gpu_type: _builtins.str
+    """the type of the slots the attempt holds (job.running and after)"""
+    gpus: _builtins.int
+    """slots the attempt holds across its nodes (metering: GPU-seconds)"""
     @_builtins.property
     def node_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -300,10 +306,12 @@ class JobStateChanged(_message.Message):
         output_path: _builtins.str = ...,
         output_model_id: _builtins.str = ...,
         base_model_id: _builtins.str = ...,
+        gpu_type: _builtins.str = ...,
+        gpus: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "base_model_id", b"base_model_id", "job_id", b"job_id", "job_type", b"job_type", "name", b"name", "node_ids", b"node_ids", "output_model_id", b"output_model_id", "output_path", b"output_path", "owner_id", b"owner_id", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "base_model_id", b"base_model_id", "gpu_type", b"gpu_type", "gpus", b"gpus", "job_id", b"job_id", "job_type", b"job_type", "name", b"name", "node_ids", b"node_ids", "output_model_id", b"output_model_id", "output_path", b"output_path", "owner_id", b"owner_id", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,6 +393,35 @@ class UsageRecorded(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageRecorded: _TypeAlias = UsageRecorded  # noqa: Y015
+
+@_typing.final
+class QuotaChanged(_message.Message):
+    """auth: an admin set a user's quota (quota.set; the subject is the user id). The scheduler keeps
+    the GPU quotas ("gpu:<type>", "gpu:*") it enforces from these.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    resource: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        resource: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "resource", b"resource", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotaChanged: _TypeAlias = QuotaChanged  # noqa: Y015
 
 @_typing.final
 class DocumentChanged(_message.Message):
