@@ -3,6 +3,7 @@ they report."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from suanli_common.outbox import Outbox
 from suanli_common.proto.suanli.v1.events_pb2 import DeploymentChanged, JobStateChanged
 from suanli_scheduler.domain import JobSpec
-from suanli_scheduler.models import DeploymentRow, JobRow
+from suanli_scheduler.models import DeploymentRow, JobRow, PlacementRow
 from suanli_scheduler.protocol import deployment_to_pb
 from suanli_scheduler.repository import deployment_from_row
 
@@ -28,7 +29,11 @@ class JobEvents:
         self._outbox = outbox
         self._volumes_root = volumes_root
 
-    def stage(self, session: AsyncSession, row: JobRow, fact: str) -> None:
+    def stage(
+        self, session: AsyncSession, row: JobRow, fact: str, placements: Sequence[PlacementRow] = ()
+    ) -> None:
+        """`placements`: the attempt's, where the caller has them; their slots ride on the fact
+        (metering counts GPU-seconds from job.running to the attempt's end)."""
         assert fact in JOB_FACTS, fact
         spec = JobSpec.from_json(row.spec)
         payload = JobStateChanged(
@@ -45,6 +50,8 @@ class JobEvents:
             # registers it, the gateway has already shown it): both ride on every job fact.
             output_model_id=spec.output_model_id(row.id),
             base_model_id=spec.fine_tune.base_model if spec.fine_tune else "",
+            gpu_type=placements[0].gpu_type if placements else "",
+            gpus=sum(p.slots for p in placements),
         )
         self._outbox.add(session, f"job.{fact}", row.id, payload)
 

@@ -24,6 +24,7 @@ from suanli_scheduler.api import SchedulerServicer
 from suanli_scheduler.events import DeploymentEvents, JobEvents
 from suanli_scheduler.models import OutboxRow
 from suanli_scheduler.protocol import NatsNodeCommands, subscribe_agents
+from suanli_scheduler.quota_events import subscribe_quotas
 from suanli_scheduler.service import JobService
 from suanli_scheduler.settings import SchedulerSettings
 
@@ -80,6 +81,7 @@ async def start_scheduler(settings: SchedulerSettings) -> SchedulerApp:
     )
     await service.restore()
     subscribe_agents(broker, service)
+    subscribe_quotas(broker, service)
     await broker.connect()
     await declare_streams(broker)
     await broker.start()

@@ -37,7 +37,7 @@ async def finish(
                 out.stops.append((p.node_id, Stop(row.id, row.attempt, status, reason)))
         out.released.append(row.lease_id)
     out.dequeued.append(row.id)
-    state.events.stage(session, row, status.value)
+    state.events.stage(session, row, status.value, placements or ())
 
 
 async def requeue(
@@ -72,7 +72,7 @@ async def requeue(
     row.progress = 0.0
     row.started_at = None
     out.queued.append(WaitingJob.from_row(row))
-    state.events.stage(session, row, "requeued")
+    state.events.stage(session, row, "requeued", placements)
 
 
 async def aggregate(
@@ -108,7 +108,7 @@ async def aggregate(
             row.started_at = row.started_at or now_utc()
             if (lease := state.leases.get(row.lease_id)) is not None:
                 lease.running_since = row.started_at
-            state.events.stage(session, row, "running")
+            state.events.stage(session, row, "running", rows)
     elif any(p in ACTIVE or p.terminal for p in phases) and current is JobStatus.queued:
         row.status = JobStatus.preparing.value
         row.status_reason = "staging inputs"
