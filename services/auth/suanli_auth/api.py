@@ -3,12 +3,24 @@ propagate as `SuanliError` and are mapped to statuses by `DomainErrorInterceptor
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
 
-from suanli_auth.domain import ApiKey, Principal, Quota, Role, User
+from suanli_auth.domain import (
+    ApiKey,
+    Balance,
+    PriceChange,
+    PriceList,
+    Principal,
+    Quota,
+    QuotaStatus,
+    Role,
+    UsageLine,
+    User,
+)
+from suanli_auth.metering import Metering
 from suanli_auth.service import AuthService
 from suanli_common.errors import InvalidRequest
 from suanli_common.proto.suanli.v1 import auth_pb2, auth_pb2_grpc
@@ -47,9 +59,50 @@ def quota_pb(quota: Quota) -> auth_pb2.Quota:
     return auth_pb2.Quota(user_id=quota.user_id, resource=quota.resource, limit=quota.limit)
 
 
+def _datetime(message: Any, field: str) -> datetime | None:
+    return getattr(message, field).ToDatetime(UTC) if message.HasField(field) else None
+
+
+def quota_status_pb(status: QuotaStatus) -> auth_pb2.QuotaStatus:
+    message = auth_pb2.QuotaStatus(resource=status.resource, limit=status.limit, used=status.used)
+    _timestamp(message, "resets_at", status.resets_at)
+    return message
+
+
+def usage_line_pb(line: UsageLine) -> auth_pb2.UsageLine:
+    return auth_pb2.UsageLine(
+        group=line.group,
+        gpu_seconds=line.gpu_seconds,
+        requests=line.requests,
+        input_tokens=line.input_tokens,
+        output_tokens=line.output_tokens,
+        cost_micros=line.cost_micros,
+    )
+
+
+def balance_pb(balance: Balance) -> auth_pb2.Balance:
+    return auth_pb2.Balance(
+        user_id=balance.user_id,
+        credits_micros=balance.credits_micros,
+        charges_micros=balance.charges_micros,
+        balance_micros=balance.balance_micros,
+        currency=balance.currency,
+    )
+
+
+def prices_pb(prices: PriceList) -> auth_pb2.Prices:
+    return auth_pb2.Prices(
+        prices=[
+            auth_pb2.Price(kind=p.kind.value, name=p.name, price_micros=p.price_micros) for p in prices.prices
+        ],
+        currency=prices.currency,
+    )
+
+
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, metering: Metering) -> None:
         self._service = service
+        self._metering = metering
 
     async def SignUp(self, request: auth_pb2.SignUpRequest, context: Context) -> auth_pb2.User:
         return user_pb(await self._service.sign_up(request.email, request.password))
@@ -121,3 +174,43 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.ListQuotasResponse:
         quotas = await self._service.list_quotas(request.user_id)
         return auth_pb2.ListQuotasResponse(quotas=[quota_pb(q) for q in quotas])
+
+    async def GetQuotaStatus(
+        self, request: auth_pb2.GetQuotaStatusRequest, context: Context
+    ) -> auth_pb2.GetQuotaStatusResponse:
+        statuses = await self._metering.reports.quota_status(request.user_id)
+        return auth_pb2.GetQuotaStatusResponse(quotas=[quota_status_pb(s) for s in statuses])
+
+    # metering
+
+    async def GetUsage(
+        self, request: auth_pb2.GetUsageRequest, context: Context
+    ) -> auth_pb2.GetUsageResponse:
+        report = await self._metering.reports.usage(
+            request.actor_user_id,
+            request.user_id,
+            _datetime(request, "start"),
+            _datetime(request, "end"),
+            request.group_by,
+        )
+        return auth_pb2.GetUsageResponse(
+            lines=[usage_line_pb(line) for line in report.lines],
+            total=usage_line_pb(report.total),
+            currency=report.currency,
+        )
+
+    async def GetBalance(self, request: auth_pb2.GetBalanceRequest, context: Context) -> auth_pb2.Balance:
+        return balance_pb(await self._metering.balances.balance(request.user_id))
+
+    async def AddCredit(self, request: auth_pb2.AddCreditRequest, context: Context) -> auth_pb2.Balance:
+        balance = await self._metering.balances.add_credit(
+            request.actor_user_id, request.user_id, request.amount_micros, request.note
+        )
+        return balance_pb(balance)
+
+    async def GetPrices(self, request: auth_pb2.GetPricesRequest, context: Context) -> auth_pb2.Prices:
+        return prices_pb(await self._metering.prices.current())
+
+    async def SetPrices(self, request: auth_pb2.SetPricesRequest, context: Context) -> auth_pb2.Prices:
+        changes = [PriceChange(p.kind, p.name, p.price_micros) for p in request.prices]
+        return prices_pb(await self._metering.prices.set(request.actor_user_id, changes))

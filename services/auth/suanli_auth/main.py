@@ -1,4 +1,5 @@
-"""Wires the auth process: database, NATS, outbox relay, the gRPC server. Nothing else."""
+"""Wires the auth process: database, NATS (outbox relay, metering consumers), prices seeded from
+the settings, the gRPC server. Nothing else."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import grpc
 
 from suanli_auth.api import AuthServicer
 from suanli_auth.mailer import make_mailer
+from suanli_auth.metering import Metering
+from suanli_auth.metering.balances import Balances
+from suanli_auth.metering.events import subscribe_metering
+from suanli_auth.metering.ledger import UsageLedger
+from suanli_auth.metering.prices import PriceBook
+from suanli_auth.metering.reports import UsageReports
 from suanli_auth.models import OutboxRow
 from suanli_auth.passwords import Passwords
 from suanli_auth.service import AuthService, Clock, utc_now
@@ -34,6 +41,7 @@ log = get_logger(__name__)
 @dataclass
 class RunningAuth:
     service: AuthService
+    metering: Metering
     server: grpc.aio.Server
     address: str
 
@@ -47,8 +55,16 @@ async def running_auth(settings: AuthSettings, clock: Clock = utc_now) -> AsyncI
     relay: asyncio.Task[None] | None = None
     try:
         await db.migrate(MIGRATIONS, version_table=VERSION_TABLE)
+        metering = Metering(
+            ledger=UsageLedger(db),
+            prices=PriceBook(db, settings.currency),
+            reports=UsageReports(db, settings.currency, clock),
+            balances=Balances(db, settings.currency, clock),
+        )
+        await metering.prices.seed(settings.seed_prices())
         await broker.connect()
         await declare_streams(broker)
+        subscribe_metering(broker, metering.ledger)  # subscribers come before start
         await broker.start()
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="auth"), source="auth")
         relay = asyncio.create_task(outbox.run(), name="auth-outbox-relay")
@@ -67,11 +83,11 @@ async def running_auth(settings: AuthSettings, clock: Clock = utc_now) -> AsyncI
             clock,
         )
         server, _health = make_server(settings.auth_grpc_port, settings.auth_grpc_host)
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(service), server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(service, metering), server)
         await server.start()
         address = f"{settings.auth_grpc_host}:{settings.auth_grpc_port}"
         log.info("auth serving", address=address)
-        yield RunningAuth(service=service, server=server, address=address)
+        yield RunningAuth(service=service, metering=metering, server=server, address=address)
     finally:
         if server is not None:
             await server.stop(grace=2)

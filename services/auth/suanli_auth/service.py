@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from suanli_auth.admins import require_admin
 from suanli_auth.domain import (
     ApiKey,
     CreatedApiKey,
@@ -23,6 +24,7 @@ from suanli_auth.domain import (
     Quota,
     Role,
     User,
+    is_quota_resource,
 )
 from suanli_auth.mailer import Mailer
 from suanli_auth.models import ApiKeyRow, EmailCodeRow, UserRow
@@ -35,7 +37,6 @@ from suanli_common.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
@@ -53,6 +54,7 @@ API_KEY_PREFIX = "sk-"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 EMAIL_CODE_SUBJECT = "Your Suanli sign-in code"
 INCORRECT_CREDENTIALS = "incorrect email or password"
+MAX_QUOTA_RESOURCE = 100
 
 
 class EventStager(Protocol):
@@ -358,19 +360,27 @@ class AuthService:
         resource = resource.strip()
         async with self._db.session() as session:
             repo = AuthRepository(session)
-            actor = await repo.get_user(actor_user_id)
-            if actor is None or actor.role != Role.admin:
-                raise PermissionDenied("only an admin can set quotas", code="admin_required")
+            await require_admin(repo, actor_user_id, "set quotas")
             if limit < 0:
                 raise InvalidRequest("limit must be 0 or more", param="limit", code="invalid_limit")
-            if not 1 <= len(resource) <= 100:
+            if len(resource) > MAX_QUOTA_RESOURCE or not is_quota_resource(resource):
                 raise InvalidRequest(
-                    "resource must be 1 to 100 characters", param="resource", code="invalid_resource"
+                    'resource must be "tokens_per_day", "storage_bytes" or "gpu:<type>" ("gpu:*": '
+                    f"every type), at most {MAX_QUOTA_RESOURCE} characters",
+                    param="resource",
+                    code="invalid_resource",
                 )
             if await repo.get_user(user_id) is None:
                 raise NotFound(f"no user {user_id!r}", param="user_id", code="user_not_found")
             row = await repo.upsert_quota(user_id, resource, limit)
             quota = Quota(user_id=row.user_id, resource=row.resource, limit=row.limit)
+            # The scheduler enforces the GPU quotas from these facts (it does not ask auth).
+            self._events.add(
+                session,
+                "quota.set",
+                user_id,
+                events_pb2.QuotaChanged(user_id=user_id, resource=resource, limit=limit),
+            )
         log.info("quota set", actor_user_id=actor_user_id, user_id=user_id, resource=resource, limit=limit)
         return quota
 

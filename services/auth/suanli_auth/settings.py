@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, NonNegativeFloat, SecretStr, StringConstraints, field_validator
 from pydantic_settings import NoDecode
 
+from suanli_auth.domain import Price, PriceKind
 from suanli_common.settings import ServiceSettings
+
+PricedName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class AuthSettings(ServiceSettings):
@@ -42,6 +45,20 @@ class AuthSettings(ServiceSettings):
         description="Accounts signing up with these e-mails are admins (comma-separated or JSON list)",
     )
 
+    currency: str = Field(
+        "USD", min_length=1, max_length=8, description="Currency of prices, charges and credits"
+    )
+    prices: dict[PriceKind, dict[PricedName, NonNegativeFloat]] = Field(
+        default_factory=dict,
+        description=(
+            "Prices seeded at start while the price table is empty (later changes are an admin's, "
+            "through SetPrices), JSON in whole currency units: "
+            '{"gpu_hour": {"A100-80G": 2.5, "*": 1.0}, "input_tokens": {"*": 0.2}, '
+            '"output_tokens": {"*": 0.6}}; gpu_hour is per GPU-hour of a GPU type, input_tokens '
+            'and output_tokens per million tokens of a model; "*" prices every name not listed'
+        ),
+    )
+
     @field_validator("admin_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: Any) -> Any:
@@ -50,6 +67,14 @@ class AuthSettings(ServiceSettings):
         if isinstance(value, list):
             return [str(v).strip().lower() for v in value if str(v).strip()]
         return value
+
+    def seed_prices(self) -> list[Price]:
+        """`prices` in micros."""
+        return [
+            Price(kind, name, round(price * 1_000_000))
+            for kind, by_name in self.prices.items()
+            for name, price in by_name.items()
+        ]
 
     @property
     def resolved_signing_key_path(self) -> Path:

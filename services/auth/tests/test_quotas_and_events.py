@@ -91,3 +91,49 @@ async def test_user_created_and_key_revoked_reach_nats(stub: Stub, test_broker: 
     # The second revocation changed nothing, so it reported nothing.
     await asyncio.sleep(0.5)
     assert revoked.empty()
+
+
+@pytest.mark.parametrize("resource", ["cpu", "gpu:", "gpu: ", "gpus:A100", "tokens", "gpu:" + "x" * 97])
+async def test_quota_resources_are_checked(stub: Stub, resource: str) -> None:
+    user = await stub.SignUp(auth_pb2.SignUpRequest(email="ada@example.com", password="correct horse"))
+    admin = await stub.SignUp(auth_pb2.SignUpRequest(email="boss@example.com", password="correct horse"))
+    quota = auth_pb2.Quota(user_id=user.id, resource=resource, limit=1)
+    with pytest.raises(InvalidRequest) as exc:
+        await stub.SetQuota(auth_pb2.SetQuotaRequest(actor_user_id=admin.id, quota=quota))
+    assert (exc.value.param, exc.value.code) == ("resource", "invalid_resource")
+    assert (await stub.ListQuotas(auth_pb2.ListQuotasRequest(user_id=user.id))).quotas == []
+
+
+async def test_quota_set_reaches_nats(stub: Stub, test_broker: NatsBroker) -> None:
+    changes: asyncio.Queue[Event[events_pb2.QuotaChanged]] = asyncio.Queue()
+
+    async def on_quota(event: Event[events_pb2.QuotaChanged]) -> None:
+        await changes.put(event)
+
+    subscribe_events(test_broker, "quota.set", events_pb2.QuotaChanged, on_quota)
+    await test_broker.start()
+
+    user = await stub.SignUp(auth_pb2.SignUpRequest(email="ada@example.com", password="correct horse"))
+    admin = await stub.SignUp(auth_pb2.SignUpRequest(email="boss@example.com", password="correct horse"))
+    for resource, limit in (("gpu:*", 6), ("storage_bytes", 10**12), ("gpu:" + "x" * 96, 1)):
+        await stub.SetQuota(
+            auth_pb2.SetQuotaRequest(
+                actor_user_id=admin.id, quota=auth_pb2.Quota(user_id=user.id, resource=resource, limit=limit)
+            )
+        )
+    seen = [await asyncio.wait_for(changes.get(), timeout=10) for _ in range(3)]
+    assert [(e.type, e.source, e.subject) for e in seen] == [("quota.set", "auth", user.id)] * 3
+    assert [(e.data.user_id, e.data.resource, e.data.limit) for e in seen] == [
+        (user.id, "gpu:*", 6),
+        (user.id, "storage_bytes", 10**12),
+        (user.id, "gpu:" + "x" * 96, 1),
+    ]
+    # A refused change reports nothing.
+    with pytest.raises(PermissionDenied):
+        await stub.SetQuota(
+            auth_pb2.SetQuotaRequest(
+                actor_user_id=user.id, quota=auth_pb2.Quota(user_id=user.id, resource="gpu:*", limit=99)
+            )
+        )
+    await asyncio.sleep(0.5)
+    assert changes.empty()
