@@ -13,7 +13,7 @@ EDITABLES := $(subst services/inference-gateway,services/inference-gateway[servi
 	$(subst services/trainer-agent,services/trainer-agent[finetune],$(PACKAGES)))
 export SUANLI_HOME ?= $(CURDIR)/var
 
-.PHONY: all venv run test test-unit test-integration lint proto proto-check bench clean
+.PHONY: all venv web-assets run test test-unit test-integration lint proto proto-check bench clean FORCE
 
 all: venv
 
@@ -30,7 +30,34 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt Makefile
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	@touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) web-assets
+
+# Chart.js for the console's charts (web/usage.html), from the npm registry and checked against a
+# pinned sha256; web/vendor/ is not committed. A new version: change both lines (the sha256 of the
+# .tgz). The stamp names the version, so a changed version fetches again.
+CHARTJS_VERSION := 4.6.1
+CHARTJS_SHA256 := 9345dacdf4bb4c5d40321f4b9aafab6fe676d37a534fc0bc2d17c4c4e29c4f00
+CHARTJS := web/vendor/chart.umd.min.js
+CHARTJS_STAMP := web/vendor/.chart.js-$(CHARTJS_VERSION)
+
+web-assets: $(CHARTJS)
+
+# Downloaded and unpacked in a temporary folder, then moved into place: an interrupted fetch
+# leaves no half-written file behind.
+$(CHARTJS): $(if $(wildcard $(CHARTJS_STAMP)),,FORCE)
+	@mkdir -p $(@D)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp" "$@.tmp"' EXIT && \
+	  echo "fetching chart.js $(CHARTJS_VERSION)" && \
+	  curl -fsSL --retry 3 -o "$$tmp/chart.tgz" \
+	    https://registry.npmjs.org/chart.js/-/chart.js-$(CHARTJS_VERSION).tgz && \
+	  $(PYTHON) -c 'import hashlib, sys; h = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest(); \
+	    sys.exit(None if h == sys.argv[2] else "chart.js: sha256 " + h + ", expected " + sys.argv[2])' \
+	    "$$tmp/chart.tgz" $(CHARTJS_SHA256) && \
+	  tar -xzf "$$tmp/chart.tgz" -C "$$tmp" package/dist/chart.umd.min.js && \
+	  cp "$$tmp/package/dist/chart.umd.min.js" "$@.tmp" && mv -f "$@.tmp" "$@" && \
+	  rm -f $(@D)/.chart.js-* && touch $(CHARTJS_STAMP)
+
+FORCE:
 
 run: venv
 	$(BIN)/suanli up
@@ -62,4 +89,4 @@ bench: venv
 	$(BIN)/python bench/auth_overhead.py
 
 clean:
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) var test-artifacts web/vendor
