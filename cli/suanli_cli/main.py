@@ -14,6 +14,7 @@ from suanli_cli.commands import (
     keys,
     knowledge_bases,
     models,
+    usage,
 )
 from suanli_cli.launcher.command import up
 from suanli_cli.output import SuanliGroup
@@ -51,6 +52,9 @@ app.command(name="gpus")(gpus.gpus)
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(knowledge_bases.app, name="kb")
 app.command(name="chat")(deployments.chat)
+app.command(name="usage")(usage.usage)
+app.command(name="balance")(usage.balance)
+app.command(name="quotas")(usage.quotas)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,15 @@ from suanli_inference_gateway.openai.inference.router import router as inference
 from suanli_inference_gateway.openai.vector_stores.router import router as vector_stores_router
 from suanli_inference_gateway.platform.api_keys.router import router as api_keys_router
 from suanli_inference_gateway.platform.auth.router import router as auth_router
+from suanli_inference_gateway.platform.billing.router import router as billing_router
 from suanli_inference_gateway.platform.deployments.router import router as deployments_router
 from suanli_inference_gateway.platform.evaluations.router import router as evaluations_router
 from suanli_inference_gateway.platform.gpus.router import router as gpus_router
 from suanli_inference_gateway.platform.jobs.router import router as jobs_router
 from suanli_inference_gateway.platform.knowledge_bases.router import router as knowledge_bases_router
 from suanli_inference_gateway.platform.models.router import router as models_router
+from suanli_inference_gateway.platform.quotas.router import router as quotas_router
+from suanli_inference_gateway.platform.usage.router import router as usage_router
 from suanli_inference_gateway.settings import GatewaySettings
 
 PLATFORM_PREFIX = "/api/v1"
@@ -40,6 +43,9 @@ def platform_router() -> APIRouter:
     router.include_router(evaluations_router)
     router.include_router(deployments_router)
     router.include_router(knowledge_bases_router)
+    router.include_router(usage_router)
+    router.include_router(billing_router)
+    router.include_router(quotas_router)
     return router
 
 

@@ -36,6 +36,7 @@ from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, Schedu
 from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
 from suanli_inference_gateway.health import model_ready_check
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
+from suanli_inference_gateway.openai.inference.quota import TokenQuotaGate
 from suanli_inference_gateway.openai.inference.routing import RoutingTable, keep_in_sync
 from suanli_inference_gateway.openai.inference.service import Inference
 from suanli_inference_gateway.openai.inference.upstream import Upstream
@@ -150,6 +151,9 @@ async def serve(settings: GatewaySettings) -> None:
                 settings.inference_requests_per_minute, settings.inference_tokens_per_minute
             ),
             usage=EventUsageSink(EventPublisher(broker, "gateway")),
+            quota=TokenQuotaGate(
+                auth, settings.quota_cache_s, lookup_timeout_s=settings.quota_lookup_timeout_s
+            ),
         ),
         rag=RagClient(rag_pb2_grpc.RagServiceStub(rag_channel)),
     )

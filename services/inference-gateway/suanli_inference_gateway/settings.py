@@ -60,6 +60,17 @@ class GatewaySettings(ServiceSettings):
     inference_max_connections: int = Field(
         1000, ge=1, description="Connections the gateway keeps open to Ray Serve"
     )
+    quota_cache_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a user's token quota status (auth's GetQuotaStatus) is trusted before "
+        "the inference routes ask auth again (SUANLI_QUOTA_CACHE_S)",
+    )
+    quota_lookup_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="Deadline of that lookup; past it (or with auth down) the request goes through",
+    )
     routing_resync_s: float = Field(
         30.0, gt=0, description="How often the routing table is read whole (events update it between)"
     )

@@ -1,7 +1,9 @@
-"""Fixtures of the gateway's tests: the auth contract in-process over real gRPC, and the app."""
+"""Fixtures of the gateway's tests: the auth contract in-process over real gRPC, and the app; the
+real catalog, scheduler and trainer agent for the modules that talk to them."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,9 +13,16 @@ import httpx
 import pytest
 import structlog
 
+from suanli_catalog.main import RunningCatalog, running_catalog
+from suanli_catalog.seed import TINY, build_once
+from suanli_catalog.settings import CatalogSettings
 from suanli_common.grpc import check_health, make_channel
-from suanli_common.proto.suanli.v1 import auth_pb2_grpc, catalog_pb2_grpc
-from suanli_common.testing import free_port
+from suanli_common.proto.suanli.v1 import auth_pb2, auth_pb2_grpc, catalog_pb2_grpc, scheduler_pb2_grpc
+from suanli_common.testing import NatsServer, free_port
+from suanli_scheduler.main import SchedulerApp, start_scheduler
+from suanli_scheduler.settings import SchedulerSettings
+from suanli_trainer_agent.main import AgentApp, start_agent
+from suanli_trainer_agent.settings import AgentSettings
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the sibling module importable
 
@@ -25,9 +34,15 @@ from suanli_inference_gateway.authentication.key_cache import ApiKeyCache
 from suanli_inference_gateway.clients.auth import AUTH_SERVICE, IDEMPOTENT_METHODS, AuthClient
 from suanli_inference_gateway.clients.catalog import CATALOG_SERVICE, CatalogClient
 from suanli_inference_gateway.clients.catalog import IDEMPOTENT_METHODS as CATALOG_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.scheduler import IDEMPOTENT_METHODS as SCHEDULER_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, SchedulerClient
 from suanli_inference_gateway.dependencies import GatewayDeps
 from suanli_inference_gateway.ratelimit import SignInLimiter
 from suanli_inference_gateway.settings import GatewaySettings
+
+# Shared with tests/integration: the seed models are built once per machine.
+SEED_MODELS_CACHE = Path("/tmp/suanli-test-cache/seed-models")
+NODE = "node-a"  # the trainer agent's node; its slots are "cpu:2"
 
 
 @dataclass
@@ -43,6 +58,14 @@ class Gateway:
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]
         return token
+
+    async def sign_in_admin(self, email: str = "root@example.com") -> str:
+        await self.sign_in(email)
+        self.auth.servicer.users[email].role = auth_pb2.ROLE_ADMIN
+        return await self.sign_in(email)  # a new token, with the admin role in it
+
+    def user_id(self, email: str = "ada@example.com") -> str:
+        return self.auth.servicer.user_id_of(email)
 
     async def new_api_key(self, token: str, name: str = "laptop") -> dict[str, str]:
         response = await self.http.post(
@@ -121,3 +144,79 @@ async def gateway(settings: GatewaySettings, auth_server: RunningAuth) -> AsyncI
         yield Gateway(http=http, auth=auth_server, deps=deps, settings=settings)
     await channel.close()
     await catalog_channel.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    return asyncio.run(build_once(TINY, SEED_MODELS_CACHE / TINY.folder_name))
+
+
+@pytest.fixture
+async def catalog(
+    tmp_path: Path, nats_server: NatsServer, tiny_model_dir: Path
+) -> AsyncIterator[RunningCatalog]:
+    """The real catalog; a module points the gateway at it by overriding `catalog_address`."""
+    settings = CatalogSettings(
+        home=tmp_path / "catalog-home",
+        nats_url=nats_server.url,
+        catalog_grpc_port=free_port(),
+        seed_models=True,
+        models_dir=tiny_model_dir.parent,
+    )
+    async with running_catalog(settings, seeds=(TINY,)) as running:
+        assert running.seeding is not None
+        await running.seeding  # the tiny model is built already: this only registers it
+        yield running
+
+
+@pytest.fixture
+async def scheduler(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[SchedulerApp]:
+    settings = SchedulerSettings(
+        home=tmp_path / "cluster",
+        nats_url=nats_server.url,
+        scheduler_grpc_port=free_port(),
+        heartbeat_interval_s=0.2,
+        missed_heartbeats=10,
+        offer_grace_s=5.0,
+        runtime_grace_s=5.0,
+        runtime_minute_s=1.0,
+    )
+    app = await start_scheduler(settings)
+    yield app
+    await app.stop()
+
+
+@pytest.fixture
+async def agent(nats_server: NatsServer, tmp_path: Path, scheduler: SchedulerApp) -> AsyncIterator[AgentApp]:
+    settings = AgentSettings(
+        home=tmp_path / "cluster",
+        nats_url=nats_server.url,
+        node_id=NODE,
+        agent_slots="cpu:2",
+        heartbeat_interval_s=0.2,
+        stop_grace_s=2.0,
+        container_runtime="",
+    )
+    app = await start_agent(settings)
+    yield app
+    await app.stop()  # stops what still runs while the broker can still report it
+
+
+@pytest.fixture
+async def cluster(gateway: Gateway, scheduler: SchedulerApp, agent: AgentApp) -> AsyncIterator[Gateway]:
+    """The gateway wired to the real scheduler, once the agent's slots ("cpu") are in the inventory."""
+    channel = make_channel(
+        f"127.0.0.1:{scheduler.port}",
+        timeout=5.0,
+        service=SCHEDULER_SERVICE,
+        idempotent_methods=SCHEDULER_IDEMPOTENT_METHODS,
+    )
+    gateway.deps.scheduler = SchedulerClient(scheduler_pb2_grpc.SchedulerServiceStub(channel))
+    for _ in range(100):
+        if await gateway.deps.scheduler.list_gpus():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the agent never showed up")
+    yield gateway
+    await channel.close()

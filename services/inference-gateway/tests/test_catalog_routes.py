@@ -7,53 +7,24 @@ import io
 import json
 import shutil
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from suanli_catalog.main import RunningCatalog, running_catalog
-from suanli_catalog.seed import TINY, build_once
-from suanli_catalog.settings import CatalogSettings
+from suanli_catalog.main import RunningCatalog
+from suanli_catalog.seed import TINY
 from suanli_common.proto.suanli.v1 import auth_pb2
-from suanli_common.testing import NatsServer, free_port
 from suanli_inference_gateway.health import model_ready_check
 
 if TYPE_CHECKING:
     from conftest import Gateway
 
-# Shared with tests/integration: the seed models are built once per machine.
-SEED_MODELS_CACHE = Path("/tmp/suanli-test-cache/seed-models")
 ROW = {"messages": [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]}
 
 
 def dataset(rows: int) -> bytes:
     return b"".join(json.dumps(ROW).encode() + b"\n" for _ in range(rows))
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir() -> Path:
-    import asyncio
-
-    return asyncio.run(build_once(TINY, SEED_MODELS_CACHE / TINY.folder_name))
-
-
-@pytest.fixture
-async def catalog(
-    tmp_path: Path, nats_server: NatsServer, tiny_model_dir: Path
-) -> AsyncIterator[RunningCatalog]:
-    settings = CatalogSettings(
-        home=tmp_path / "catalog-home",
-        nats_url=nats_server.url,
-        catalog_grpc_port=free_port(),
-        seed_models=True,
-        models_dir=tiny_model_dir.parent,
-    )
-    async with running_catalog(settings, seeds=(TINY,)) as running:
-        assert running.seeding is not None
-        await running.seeding  # the tiny model is built already: this only registers it
-        yield running
 
 
 @pytest.fixture

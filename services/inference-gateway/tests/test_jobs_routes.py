@@ -7,64 +7,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from faststream.nats import NatsBroker
 
+from conftest import NODE
 from suanli_common.bus import declare_streams, make_broker
 from suanli_common.grpc import make_channel
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
-from suanli_common.testing import NatsServer, free_port
+from suanli_common.testing import NatsServer
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
 from suanli_inference_gateway.clients.scheduler import (
     IDEMPOTENT_METHODS,
     SCHEDULER_SERVICE,
     SchedulerClient,
 )
-from suanli_scheduler.main import SchedulerApp, start_scheduler
-from suanli_scheduler.settings import SchedulerSettings
-from suanli_trainer_agent.main import AgentApp, start_agent
-from suanli_trainer_agent.settings import AgentSettings
+from suanli_scheduler.main import SchedulerApp
+from suanli_trainer_agent.main import AgentApp
 
 if TYPE_CHECKING:
     from conftest import Gateway
-
-NODE = "node-a"
-
-
-@pytest.fixture
-async def scheduler(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[SchedulerApp]:
-    settings = SchedulerSettings(
-        home=tmp_path / "cluster",
-        nats_url=nats_server.url,
-        scheduler_grpc_port=free_port(),
-        heartbeat_interval_s=0.2,
-        missed_heartbeats=10,
-        offer_grace_s=5.0,
-        runtime_grace_s=5.0,
-        runtime_minute_s=1.0,
-    )
-    app = await start_scheduler(settings)
-    yield app
-    await app.stop()
-
-
-@pytest.fixture
-async def agent(nats_server: NatsServer, tmp_path: Path, scheduler: SchedulerApp) -> AsyncIterator[AgentApp]:
-    settings = AgentSettings(
-        home=tmp_path / "cluster",
-        nats_url=nats_server.url,
-        node_id=NODE,
-        agent_slots="cpu:2",
-        heartbeat_interval_s=0.2,
-        stop_grace_s=2.0,
-        container_runtime="",
-    )
-    app = await start_agent(settings)
-    yield app
-    await app.stop()  # stops what still runs while the broker can still report it
 
 
 @pytest.fixture

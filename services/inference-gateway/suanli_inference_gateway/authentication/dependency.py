@@ -1,11 +1,12 @@
-"""The FastAPI dependency that authenticates a request: `Depends(require_principal)` gives the `Principal`."""
+"""The FastAPI dependencies that authenticate a request: `Depends(require_principal)` gives the
+`Principal`, `Depends(require_admin)` the same for an admin only (403 for anyone else)."""
 
 from __future__ import annotations
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from suanli_common.errors import Unauthenticated
+from suanli_common.errors import PermissionDenied, Unauthenticated
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.dependencies import gateway_deps
 
@@ -29,4 +30,12 @@ async def require_principal(
         raise Unauthenticated(MISSING_CREDENTIALS, code="missing_credentials")
     principal = await gateway_deps(request).authenticator.authenticate(credentials.credentials.strip())
     request.state.principal = principal
+    return principal
+
+
+async def require_admin(principal: Principal = Depends(require_principal)) -> Principal:
+    # The auth service checks the actor again on every admin call; this refuses early and also
+    # covers the admin reads whose answer would otherwise depend on the arguments.
+    if principal.role != "admin":
+        raise PermissionDenied("only an admin can use this route", code="admin_required")
     return principal

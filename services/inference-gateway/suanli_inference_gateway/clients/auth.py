@@ -15,7 +15,21 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from suanli_common.proto.suanli.v1 import auth_pb2, auth_pb2_grpc
 
 AUTH_SERVICE = "suanli.v1.AuthService"
-IDEMPOTENT_METHODS = ("Authenticate", "GetSigningKeys", "GetUser", "ListApiKeys", "ListQuotas")
+# SetQuota and SetPrices are retried too: each replaces a value, so a second delivery changes
+# nothing. AddCredit is not: a retried credit would be counted twice.
+IDEMPOTENT_METHODS = (
+    "Authenticate",
+    "GetSigningKeys",
+    "GetUser",
+    "ListApiKeys",
+    "ListQuotas",
+    "SetQuota",
+    "GetQuotaStatus",
+    "GetUsage",
+    "GetBalance",
+    "GetPrices",
+    "SetPrices",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,63 @@ class SigningKeys:
     issuer: str
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    user_id: str
+    resource: str  # "tokens_per_day", "storage_bytes", "gpu:<type>" ("gpu:*": every type)
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    """A quota with what is in use now: tokens today (UTC), GPU slots held now; storage_bytes is
+    0 here (the catalog holds the files)."""
+
+    resource: str
+    limit: int
+    used: int
+    resets_at: datetime | None  # tokens_per_day: the next UTC midnight
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    group: str  # a day (YYYY-MM-DD), model, GPU type, API key id or user id; "" for the rest
+    gpu_seconds: float
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    lines: list[UsageLine]  # ordered by group
+    total: UsageLine
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    user_id: str
+    credits_micros: int
+    charges_micros: int
+    balance_micros: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    kind: str  # "gpu_hour" | "input_tokens" | "output_tokens" (the last two per million tokens)
+    name: str  # the GPU type or the model; "*": every other one
+    price_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class PriceList:
+    prices: list[Price]
+    currency: str
+
+
 class AuthApi(Protocol):
     async def sign_up(self, email: str, password: str) -> User: ...
     async def login(
@@ -78,6 +149,17 @@ class AuthApi(Protocol):
     async def create_api_key(self, user_id: str, name: str) -> CreatedApiKey: ...
     async def list_api_keys(self, user_id: str) -> list[ApiKey]: ...
     async def revoke_api_key(self, user_id: str, key_id: str) -> ApiKey: ...
+    async def set_quota(self, actor_user_id: str, quota: Quota) -> Quota: ...
+    async def get_quota_status(self, user_id: str, *, timeout: float | None = None) -> list[QuotaStatus]: ...
+    async def get_usage(
+        self, actor_user_id: str, user_id: str, start: datetime, end: datetime, group_by: str
+    ) -> UsageReport: ...
+    async def get_balance(self, user_id: str) -> Balance: ...
+    async def add_credit(
+        self, actor_user_id: str, user_id: str, amount_micros: int, note: str
+    ) -> Balance: ...
+    async def get_prices(self) -> PriceList: ...
+    async def set_prices(self, actor_user_id: str, prices: list[Price]) -> PriceList: ...
 
 
 def role_name(role: int) -> str:
@@ -100,6 +182,40 @@ def _api_key(msg: auth_pb2.ApiKey) -> ApiKey:
         created_at=_time(msg.created_at),
         last_used_at=_time(msg.last_used_at) if msg.HasField("last_used_at") else None,
         revoked_at=_time(msg.revoked_at) if msg.HasField("revoked_at") else None,
+    )
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def _usage_line(msg: auth_pb2.UsageLine) -> UsageLine:
+    return UsageLine(
+        group=msg.group,
+        gpu_seconds=float(msg.gpu_seconds),
+        requests=int(msg.requests),
+        input_tokens=int(msg.input_tokens),
+        output_tokens=int(msg.output_tokens),
+        cost_micros=int(msg.cost_micros),
+    )
+
+
+def _balance(msg: auth_pb2.Balance) -> Balance:
+    return Balance(
+        user_id=msg.user_id,
+        credits_micros=int(msg.credits_micros),
+        charges_micros=int(msg.charges_micros),
+        balance_micros=int(msg.balance_micros),
+        currency=msg.currency,
+    )
+
+
+def _prices(msg: auth_pb2.Prices) -> PriceList:
+    return PriceList(
+        prices=[Price(kind=p.kind, name=p.name, price_micros=int(p.price_micros)) for p in msg.prices],
+        currency=msg.currency,
     )
 
 
@@ -157,3 +273,61 @@ class AuthClient:
         return _api_key(
             await self._stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(user_id=user_id, key_id=key_id))
         )
+
+    async def set_quota(self, actor_user_id: str, quota: Quota) -> Quota:
+        request = auth_pb2.SetQuotaRequest(
+            actor_user_id=actor_user_id,
+            quota=auth_pb2.Quota(user_id=quota.user_id, resource=quota.resource, limit=quota.limit),
+        )
+        msg = await self._stub.SetQuota(request)
+        return Quota(user_id=msg.user_id, resource=msg.resource, limit=int(msg.limit))
+
+    async def get_quota_status(self, user_id: str, *, timeout: float | None = None) -> list[QuotaStatus]:
+        response = await self._stub.GetQuotaStatus(
+            auth_pb2.GetQuotaStatusRequest(user_id=user_id), timeout=timeout
+        )
+        return [
+            QuotaStatus(
+                resource=q.resource,
+                limit=int(q.limit),
+                used=int(q.used),
+                resets_at=_time(q.resets_at) if q.HasField("resets_at") else None,
+            )
+            for q in response.quotas
+        ]
+
+    async def get_usage(
+        self, actor_user_id: str, user_id: str, start: datetime, end: datetime, group_by: str
+    ) -> UsageReport:
+        request = auth_pb2.GetUsageRequest(
+            actor_user_id=actor_user_id,
+            user_id=user_id,
+            start=_timestamp(start),
+            end=_timestamp(end),
+            group_by=group_by,
+        )
+        response = await self._stub.GetUsage(request)
+        return UsageReport(
+            lines=[_usage_line(line) for line in response.lines],
+            total=_usage_line(response.total),
+            currency=response.currency,
+        )
+
+    async def get_balance(self, user_id: str) -> Balance:
+        return _balance(await self._stub.GetBalance(auth_pb2.GetBalanceRequest(user_id=user_id)))
+
+    async def add_credit(self, actor_user_id: str, user_id: str, amount_micros: int, note: str) -> Balance:
+        request = auth_pb2.AddCreditRequest(
+            actor_user_id=actor_user_id, user_id=user_id, amount_micros=amount_micros, note=note
+        )
+        return _balance(await self._stub.AddCredit(request))
+
+    async def get_prices(self) -> PriceList:
+        return _prices(await self._stub.GetPrices(auth_pb2.GetPricesRequest()))
+
+    async def set_prices(self, actor_user_id: str, prices: list[Price]) -> PriceList:
+        request = auth_pb2.SetPricesRequest(
+            actor_user_id=actor_user_id,
+            prices=[auth_pb2.Price(kind=p.kind, name=p.name, price_micros=p.price_micros) for p in prices],
+        )
+        return _prices(await self._stub.SetPrices(request))

@@ -10,6 +10,7 @@ from suanli_common.errors import InvalidRequest
 from suanli_common.ids import new_id
 
 MAX_IDEMPOTENCY_KEY = 255
+MICROS_PER_UNIT = 1_000_000
 
 
 class RequestModel(BaseModel):
@@ -25,6 +26,15 @@ def unix_seconds(value: datetime) -> int:
 
 def optional_unix_seconds(value: datetime | None) -> int | None:
     return None if value is None else unix_seconds(value)
+
+
+def currency_units(micros: int) -> float:
+    """Money travels in whole currency units on the API (auth keeps millionths: micros)."""
+    return round(micros / MICROS_PER_UNIT, 6)
+
+
+def micros_of(amount: float) -> int:
+    return round(amount * MICROS_PER_UNIT)
 
 
 def client_request_id(idempotency_key: str | None) -> str:

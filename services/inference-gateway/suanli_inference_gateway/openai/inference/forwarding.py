@@ -1,6 +1,6 @@
-"""One inference request, sent on: checked against the caller's limits, routed to the deployment
-serving its model, answered whole or streamed, and metered. The OpenAI routes and the knowledge
-bases' `ask` both go through here."""
+"""One inference request, sent on: checked against the caller's daily token quota and rate limits,
+routed to the deployment serving its model, answered whole or streamed, and metered. The OpenAI
+routes and the knowledge bases' `ask` both go through here."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ async def forward(
     if not isinstance(body, EmbeddingRequest):
         stream = body.stream
         client_wants_usage = bool(body.stream_options and body.stream_options.include_usage)
+    if inference.quota is not None:  # first: a refused request spends none of the rate limits
+        await inference.quota.check(principal.user_id)
     inference.limits.admit(principal)
     deployment = inference.routes.resolve(principal.user_id, model)
     url = f"{deployment.endpoint}/v1/{endpoint.replace('.', '/')}"
@@ -39,6 +41,8 @@ async def forward(
 
     def record(usage: TokenUsage, status_code: int) -> None:
         inference.limits.spend(principal, usage.total)
+        if inference.quota is not None:
+            inference.quota.spend(principal.user_id, usage.total)
         inference.usage.record(
             Usage(
                 user_id=principal.user_id,

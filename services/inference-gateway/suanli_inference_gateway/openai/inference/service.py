@@ -9,6 +9,7 @@ from starlette.requests import Request
 from suanli_common.errors import Unavailable
 from suanli_inference_gateway.dependencies import gateway_deps
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
+from suanli_inference_gateway.openai.inference.quota import TokenQuotaGate
 from suanli_inference_gateway.openai.inference.routing import RoutingTable
 from suanli_inference_gateway.openai.inference.upstream import Upstream
 from suanli_inference_gateway.openai.inference.usage import UsageSink
@@ -20,6 +21,8 @@ class Inference:
     upstream: Upstream
     limits: InferenceLimits
     usage: UsageSink
+    # None: no daily token quota is checked (a gateway, or a test, without one).
+    quota: TokenQuotaGate | None = None
 
 
 def require_inference(request: Request) -> Inference:
