@@ -22,10 +22,11 @@ from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
 from suanli_scheduler.domain import Deployment, DeploymentSpec, DeploymentStatus, validate_deployment_spec
 from suanli_scheduler.events import DeploymentEvents
-from suanli_scheduler.ledger import Claim, NodeInventory, same_type
+from suanli_scheduler.ledger import Claim, NodeInventory
 from suanli_scheduler.models import DeploymentRow
 from suanli_scheduler.placement import Placement, PlacementRequest, check_feasible, place
-from suanli_scheduler.repository import DeploymentRepository, QuotaTable, deployment_from_row
+from suanli_scheduler.quotas import QuotaTable
+from suanli_scheduler.repository import DeploymentRepository, deployment_from_row
 from suanli_scheduler.state import SchedulerState, now_utc
 
 log = get_logger(__name__)
@@ -60,7 +61,9 @@ def replica_claims(row: DeploymentRow) -> list[tuple[str, str]]:
     return [(node_id, replica_claim_id(row.id, i)) for i, node_id in enumerate(row.node_ids or [])]
 
 
-def check_deployable(spec: DeploymentSpec, nodes: Sequence[NodeInventory], quota: int | None) -> None:
+def check_deployable(
+    spec: DeploymentSpec, nodes: Sequence[NodeInventory], quotas: QuotaTable, owner_id: str
+) -> None:
     """Refuses what could never be placed: an unknown GPU type, more slots per replica than any
     node has, more slots in all than the owner's quota. With no node known yet (the seed
     deployment at a first start), a deployment of any type waits for the first agent."""
@@ -72,11 +75,12 @@ def check_deployable(spec: DeploymentSpec, nodes: Sequence[NodeInventory], quota
                 exc.message.replace("gpus_per_node", "gpu_count"),
                 param="gpu_count" if exc.param == "gpus_per_node" else exc.param,
             ) from None
-    if quota is not None and spec.total_gpus > quota:
+    cluster_types = sorted({pool.gpu_type for node in nodes for pool in node.pools})
+    if problem := quotas.never_fits(owner_id, spec.gpu_type, spec.total_gpus, cluster_types):
+        per_replica = quotas.never_fits(owner_id, spec.gpu_type, spec.gpu_count, cluster_types)
         raise InvalidRequest(
-            f"the deployment holds {spec.total_gpus} GPU slot(s) (gpu_count x max_replicas); your quota "
-            f"for {spec.gpu_type or 'any type'} is {quota}",
-            param="max_replicas" if spec.gpu_count <= quota else "gpu_count",
+            f"the deployment holds {spec.total_gpus} GPU slot(s) (gpu_count x max_replicas), so {problem}",
+            param="gpu_count" if per_replica else "max_replicas",
         )
 
 
@@ -117,8 +121,7 @@ class DeploymentService:
                     if found is not None:
                         return deployment_from_row(found)
                     quotas = await state.quotas(session)
-                    quota = quotas.limit(owner_id, spec.gpu_type or "*")
-                    check_deployable(spec, state.ledger.inventories(), quota)
+                    check_deployable(spec, state.ledger.inventories(), quotas, owner_id)
                     outcome = self._claim(deployment_id, owner_id, spec, quotas)
                     placed = outcome if isinstance(outcome, _Placed) else None
                     now = now_utc()
@@ -241,17 +244,10 @@ class DeploymentService:
         """Claims gpu_count slots for each of max_replicas replicas, all of one GPU type (replicas
         may share a node), or nothing; returns the placement or why the deployment waits."""
         ledger = self._state.ledger
-        quota = quotas.limit(owner_id, spec.gpu_type or "*")
-        used = ledger.used_by(owner_id, spec.gpu_type or None)
-        if quota is not None and used + spec.total_gpus > quota:
-            return f"waiting for quota: {used} of {quota} {spec.gpu_type or 'GPU'} slot(s) in use"
-        types = sorted(
-            {
-                c.gpu_type
-                for c in ledger.capacities()
-                if not spec.gpu_type or same_type(c.gpu_type, spec.gpu_type)
-            }
-        )
+        capacities, over_quota = quotas.room(ledger, owner_id, spec.gpu_type, spec.total_gpus)
+        if over_quota is not None:
+            return over_quota
+        types = sorted({c.gpu_type for c in capacities})
         if not types:
             return f"waiting for a live node with {spec.gpu_type or 'GPU'} slots"
         best = 0

@@ -20,7 +20,8 @@ from suanli_scheduler.domain import JobSpec, JobStatus
 from suanli_scheduler.ledger import NodeInventory
 from suanli_scheduler.models import JobRow
 from suanli_scheduler.placement import check_feasible
-from suanli_scheduler.repository import JobRepository, QuotaTable
+from suanli_scheduler.quotas import QuotaTable
+from suanli_scheduler.repository import JobRepository
 from suanli_scheduler.state import SchedulerState, now_utc, placement_request
 from suanli_scheduler.waiting import WaitingJob
 
@@ -85,13 +86,9 @@ class Intake:
     ) -> JobRow:
         spec = sub.spec
         check_feasible(placement_request(spec), nodes)
-        quota = quotas.limit(sub.owner_id, spec.gpu_type or "*")
-        if quota is not None and spec.total_gpus > quota:
-            raise InvalidRequest(
-                f"the job needs {spec.total_gpus} GPU slot(s); your quota for "
-                f"{spec.gpu_type or 'any type'} is {quota}",
-                param="gpus_per_node",
-            )
+        cluster_types = sorted({pool.gpu_type for node in nodes for pool in node.pools})
+        if problem := quotas.never_fits(sub.owner_id, spec.gpu_type, spec.total_gpus, cluster_types):
+            raise InvalidRequest(f"the job can never run: {problem}", param="gpus_per_node")
         row = JobRow(
             id=new_id("job"),
             owner_id=sub.owner_id,

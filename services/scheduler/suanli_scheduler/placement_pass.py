@@ -19,7 +19,8 @@ from suanli_scheduler.ledger import Claim
 from suanli_scheduler.messages import Offer
 from suanli_scheduler.models import JobRow, PlacementRow
 from suanli_scheduler.placement import Placement, place
-from suanli_scheduler.repository import JobRepository, QuotaTable
+from suanli_scheduler.quotas import QuotaTable
+from suanli_scheduler.repository import JobRepository
 from suanli_scheduler.state import AfterCommit, SchedulerState, placement_request
 from suanli_scheduler.waiting import WaitingJob
 
@@ -86,14 +87,13 @@ class PlacementPass:
         for job in self._state.waiting:
             spec = job.spec
             kind = spec.gpu_type.lower() or "*"
-            quota = quotas.limit(job.owner_id, spec.gpu_type or "*")
-            used = ledger.used_by(job.owner_id, spec.gpu_type or None)
-            if quota is not None and used + spec.total_gpus > quota:
-                reason = f"waiting for quota: {used} of {quota} {spec.gpu_type or 'GPU'} slot(s) in use"
+            capacities, over_quota = quotas.room(ledger, job.owner_id, spec.gpu_type, spec.total_gpus)
+            if over_quota is not None:
+                reason = over_quota
             elif "*" in blocked or kind in blocked or (kind == "*" and blocked):
                 reason = "waiting behind earlier or higher-priority jobs for the same GPUs"
             else:
-                decision = place(placement_request(spec), ledger.capacities())
+                decision = place(placement_request(spec), capacities)
                 if isinstance(decision, Placement):
                     port = ledger.allocate_port(decision.node_ids[0])
                     if port is not None:

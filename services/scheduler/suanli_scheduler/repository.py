@@ -17,6 +17,7 @@ from suanli_scheduler.domain import (
     JobStatus,
 )
 from suanli_scheduler.models import DeploymentRow, JobRow, NodeRow, PlacementRow, QuotaRow
+from suanli_scheduler.quotas import QuotaTable
 
 
 def job_from_row(row: JobRow) -> Job:
@@ -51,20 +52,6 @@ def deployment_from_row(row: DeploymentRow) -> Deployment:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
-
-
-class QuotaTable:
-    """Every quota row, read once per placement pass or submit batch instead of once per job."""
-
-    def __init__(self, rows: Iterable[QuotaRow]) -> None:
-        self._limits = {(r.owner_id, r.gpu_type): r.max_gpus for r in rows}
-
-    def limit(self, owner_id: str, gpu_type: str) -> int | None:
-        """The most specific quota: (owner, type), (owner, *), (*, type), (*, *); None: unlimited."""
-        for key in ((owner_id, gpu_type), (owner_id, "*"), ("*", gpu_type), ("*", "*")):
-            if key in self._limits:
-                return self._limits[key]
-        return None
 
 
 _CHUNK = 500  # ids per IN (...) list, well under every database's limit on bound parameters
