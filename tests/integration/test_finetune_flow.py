@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,22 @@ def test_the_identity_fine_tune_succeeds_with_auto_hyperparameters(identity_job:
     assert isinstance(identity_job.hyperparameters.n_epochs, int)
     assert isinstance(identity_job.hyperparameters.batch_size, int)
     assert identity_job.error is None and identity_job.finished_at is not None
+
+
+def test_the_fine_tune_is_metered_by_the_slot_time_it_trained(api: httpx.Client, identity_job: Any) -> None:
+    now = datetime.now(UTC)
+    window = {"from": (now - timedelta(days=1)).isoformat(), "to": (now + timedelta(days=1)).isoformat()}
+    deadline = time.monotonic() + 30
+    while True:
+        usage = api.get("/api/v1/usage", params={**window, "group_by": "gpu_type"})
+        assert usage.status_code == 200, usage.text
+        lines = {line["group"]: line for line in usage.json()["data"]}
+        if "cpu" in lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    # One CPU slot from job.running to job.succeeded: more than nothing, less than its whole life.
+    lifetime = identity_job.finished_at - identity_job.created_at
+    assert 0 < lines["cpu"]["gpu_seconds"] <= lifetime + 1, (lines, lifetime)
 
 
 def test_the_fine_tuned_model_answers_with_its_new_identity(

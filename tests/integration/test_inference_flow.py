@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,45 @@ def test_streaming_chat_with_and_without_usage(
     assert plain and all(c.usage is None for c in plain)
 
 
+def _usage(api: httpx.Client, group_by: str) -> dict[str, dict[str, Any]]:
+    now = datetime.now(UTC)
+    window = {"from": (now - timedelta(days=1)).isoformat(), "to": (now + timedelta(days=1)).isoformat()}
+    usage = api.get("/api/v1/usage", params={**window, "group_by": group_by})
+    assert usage.status_code == 200, usage.text
+    return {line["group"]: line for line in usage.json()["data"]}
+
+
+def test_chat_traffic_is_metered_exactly_per_key_and_model(
+    seed_deployment: dict[str, Any], platform: Platform
+) -> None:
+    token, key = platform.new_user()
+    client = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=key, max_retries=0, timeout=300)
+    messages = [{"role": "user", "content": "Name a colour."}]
+    plain = client.chat.completions.create(model=SEED_CHAT_MODEL, messages=messages, max_tokens=8)  # type: ignore[arg-type]
+    streamed = list(
+        client.chat.completions.create(
+            model=SEED_CHAT_MODEL,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usages = [plain.usage, streamed[-1].usage]
+    assert all(u is not None for u in usages)
+    expected = (2, sum(u.prompt_tokens for u in usages if u), sum(u.completion_tokens for u in usages if u))
+
+    with httpx.Client(base_url=platform.base_url, headers={"Authorization": f"Bearer {token}"}) as api:
+        deadline = time.monotonic() + 30
+        while (line := _usage(api, "model").get(SEED_CHAT_MODEL)) is None or line["requests"] < 2:
+            assert time.monotonic() < deadline, "the ledger never showed the chats"
+            time.sleep(0.5)
+        assert (line["requests"], line["input_tokens"], line["output_tokens"]) == expected
+        by_key = _usage(api, "key")
+        assert [(k, v["requests"]) for k, v in by_key.items()] == [(next(iter(by_key)), 2)]
+        assert next(iter(by_key.values()))["key_name"] == "sdk"
+
+
 def test_completions_and_langchain(seed_deployment: dict[str, Any], platform: Platform, owner: Any) -> None:
     from langchain_openai import ChatOpenAI
 
@@ -206,6 +246,7 @@ def test_a_deployment_holds_its_slot_until_deleted_and_only_its_owner_sees_it(
     seed_deployment: dict[str, Any], api: httpx.Client, platform: Platform
 ) -> None:
     before = _cpu_used(api)
+    created_at = time.monotonic()
     created = api.post("/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "max_model_len": 512})
     assert created.status_code == 201, created.text
     deployment = created.json()
@@ -225,8 +266,15 @@ def test_a_deployment_holds_its_slot_until_deleted_and_only_its_owner_sees_it(
 
     deleted = api.delete(f"/api/v1/deployments/{deployment['id']}")
     assert deleted.status_code == 200 and deleted.json()["status"] in ("stopping", "stopped")
+    held_at_most = time.monotonic() - created_at
     wait_until_gone(api, deployment["id"], timeout_s=180)
     assert _cpu_used(api) == before
+    # Metered from the slot's claim to the delete: one slot, for no longer than the test held it.
+    deadline = time.monotonic() + 30
+    while not (metered := _usage(api, "gpu_type").get("cpu", {}).get("gpu_seconds", 0.0)):
+        assert time.monotonic() < deadline, "the deployment's slot time never reached the ledger"
+        time.sleep(0.5)
+    assert 0 < metered <= held_at_most + 0.5
 
 
 def test_deployment_requests_are_checked(api: httpx.Client) -> None:
