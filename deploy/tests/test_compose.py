@@ -25,3 +25,15 @@ def test_compose_builds_existing_dockerfiles_and_wires_the_backends() -> None:
         assert env["SUANLI_NATS_URL"] == "nats://nats:4222"
         assert env["SUANLI_DATABASE_URL"].startswith("postgresql+asyncpg://")
     assert services["inference-gateway"]["ports"] == ["8080:8080"]
+
+
+def test_the_gateway_image_pins_the_chart_library_the_makefile_fetches() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    dockerfile = (ROOT / "services/inference-gateway/Dockerfile").read_text()
+    pins = dict(
+        line.split(" := ", 1)
+        for line in makefile.splitlines()
+        if line.startswith(("CHARTJS_VERSION", "CHARTJS_SHA256"))
+    )
+    assert f"chart.js-{pins['CHARTJS_VERSION'].strip()}.tgz" in dockerfile
+    assert f"sha256:{pins['CHARTJS_SHA256'].strip()}" in dockerfile
