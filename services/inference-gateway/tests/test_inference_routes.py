@@ -82,8 +82,8 @@ class RecordingSink:
         self.records.append(usage)
 
 
-@pytest.fixture
-async def inference(gateway: Gateway) -> Any:
+def public_routes() -> RoutingTable:
+    """A routing table with one public, ready deployment of "smollm2" on the replica stand-in."""
     routes = RoutingTable()
     routes.replace(
         [
@@ -97,6 +97,12 @@ async def inference(gateway: Gateway) -> Any:
             )
         ]
     )
+    return routes
+
+
+@pytest.fixture
+async def inference(gateway: Gateway) -> Any:
+    routes = public_routes()
     sink = RecordingSink()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica())) as upstream:
         gateway.deps.inference = Inference(

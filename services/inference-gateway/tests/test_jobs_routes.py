@@ -14,17 +14,8 @@ from faststream.nats import NatsBroker
 
 from conftest import NODE
 from suanli_common.bus import declare_streams, make_broker
-from suanli_common.grpc import make_channel
-from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
 from suanli_common.testing import NatsServer
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
-from suanli_inference_gateway.clients.scheduler import (
-    IDEMPOTENT_METHODS,
-    SCHEDULER_SERVICE,
-    SchedulerClient,
-)
-from suanli_scheduler.main import SchedulerApp
-from suanli_trainer_agent.main import AgentApp
 
 if TYPE_CHECKING:
     from conftest import Gateway
@@ -40,26 +31,10 @@ async def broker(nats_server: NatsServer) -> AsyncIterator[NatsBroker]:
 
 
 @pytest.fixture
-async def jobs(
-    gateway: Gateway, scheduler: SchedulerApp, agent: AgentApp, broker: NatsBroker
-) -> AsyncIterator[Gateway]:
-    """The gateway wired to the scheduler and the LOGS stream, once the agent's slots are known."""
-    channel = make_channel(
-        f"127.0.0.1:{scheduler.port}",
-        timeout=5.0,
-        service=SCHEDULER_SERVICE,
-        idempotent_methods=IDEMPOTENT_METHODS,
-    )
-    gateway.deps.scheduler = SchedulerClient(scheduler_pb2_grpc.SchedulerServiceStub(channel))
-    gateway.deps.job_logs = JetStreamJobLogs(lambda: broker.config.connection_state.stream)
-    for _ in range(100):
-        if await gateway.deps.scheduler.list_gpus():
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the agent never showed up")
-    yield gateway
-    await channel.close()
+async def jobs(cluster: Gateway, broker: NatsBroker) -> Gateway:
+    """The gateway wired to the scheduler (`cluster`) and the LOGS stream."""
+    cluster.deps.job_logs = JetStreamJobLogs(lambda: broker.config.connection_state.stream)
+    return cluster
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -12,15 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from structlog.testing import capture_logs
-from test_inference_routes import CHAT, RecordingSink, replica
+from test_inference_routes import CHAT, RecordingSink, public_routes, replica
 
 from conftest import Gateway
 from suanli_common.errors import Unavailable
 from suanli_inference_gateway.clients.auth import QuotaStatus
-from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
 from suanli_inference_gateway.openai.inference.quota import QuotaExceeded, TokenQuotaGate
-from suanli_inference_gateway.openai.inference.routing import RoutingTable
 from suanli_inference_gateway.openai.inference.service import Inference
 from suanli_inference_gateway.openai.inference.upstream import Upstream
 from suanli_inference_gateway.settings import GatewaySettings
@@ -34,19 +32,7 @@ def next_midnight() -> datetime:
 
 @pytest.fixture
 async def inference(gateway: Gateway) -> AsyncIterator[RecordingSink]:
-    routes = RoutingTable()
-    routes.replace(
-        [
-            Deployment(
-                id="dep_1",
-                owner_id="system",
-                spec=DeploymentSpec(model_id="smollm2", model_path="/m", served_model="smollm2", public=True),
-                status=DeploymentStatus.ready,
-                endpoint="http://replica/dep_1",
-                updated_at=datetime.now(UTC),
-            )
-        ]
-    )
+    routes = public_routes()
     sink = RecordingSink()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica())) as upstream:
         gateway.deps.inference = Inference(
