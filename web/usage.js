@@ -440,47 +440,32 @@ async function api(path, { method = "GET", body, auth = true, raw = false } = {}
 
 // ---- loading -------------------------------------------------------------------------------
 
-async function loadBalance() {
+// The balance and quota cards load alike: `name` is their key in `state` (with `Loading` and
+// `Error` beside it); an answer that arrives after a sign-out or a new sign-in is dropped.
+async function loadCard(name, path, pick, render) {
   const session = state.session;
-  state.balanceLoading = true;
-  state.balanceError = null;
-  renderBalance();
+  state[`${name}Loading`] = true;
+  state[`${name}Error`] = null;
+  render();
   try {
-    const balance = await api("/balance");
+    const answer = await api(path);
     if (state.session !== session) return;
-    state.balance = balance;
+    state[name] = pick(answer);
   } catch (error) {
     if (error instanceof SessionExpired || state.session !== session) return;
-    state.balance = null;
-    state.balanceError = error.message;
+    state[name] = null;
+    state[`${name}Error`] = error.message;
   } finally {
     if (state.session === session) {
-      state.balanceLoading = false;
-      renderBalance();
+      state[`${name}Loading`] = false;
+      render();
     }
   }
 }
 
-async function loadQuotas() {
-  const session = state.session;
-  state.quotasLoading = true;
-  state.quotasError = null;
-  renderQuotas();
-  try {
-    const answer = await api("/quotas");
-    if (state.session !== session) return;
-    state.quotas = Array.isArray(answer?.data) ? answer.data : [];
-  } catch (error) {
-    if (error instanceof SessionExpired || state.session !== session) return;
-    state.quotas = null;
-    state.quotasError = error.message;
-  } finally {
-    if (state.session === session) {
-      state.quotasLoading = false;
-      renderQuotas();
-    }
-  }
-}
+const loadBalance = () => loadCard("balance", "/balance", (answer) => answer, renderBalance);
+const loadQuotas = () =>
+  loadCard("quotas", "/quotas", (answer) => (Array.isArray(answer?.data) ? answer.data : []), renderQuotas);
 
 function readQuery() {
   const from = $("#from").value.trim();
