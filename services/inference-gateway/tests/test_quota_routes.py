@@ -79,6 +79,37 @@ async def test_quotas_show_what_is_in_use(cluster: Gateway) -> None:
     assert (await cluster.http.get("/api/v1/quotas", headers=bearer(other))).json()["data"] == []
 
 
+async def test_an_upload_over_the_storage_quota_is_refused_and_nothing_is_stored(cluster: Gateway) -> None:
+    token = await cluster.sign_in()
+    ada = cluster.user_id()
+
+    async def upload(copies: int) -> Any:
+        return await cluster.http.post(
+            "/v1/files",
+            files={"file": ("train.jsonl", io.BytesIO(DATASET * copies), "application/jsonl")},
+            data={"purpose": "fine-tune"},
+            headers=bearer(token),
+        )
+
+    admin = await cluster.sign_in_admin()
+    assert (
+        await put_quota(cluster, admin, ada, "storage_bytes", {"limit": len(DATASET) * 15})
+    ).status_code == 200
+    assert (await upload(10)).status_code == 200
+    refused = await upload(10)  # 20 lines' worth would be stored
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "insufficient_quota",
+        "quota_exceeded",
+        "storage_bytes",
+    )
+    assert f"{len(DATASET) * 10} of {len(DATASET) * 15} bytes stored" in error["message"]
+    listed = (await cluster.http.get("/v1/files", headers=bearer(token))).json()["data"]
+    assert len(listed) == 1
+    assert (await upload(5)).status_code == 200  # exactly up to the quota still fits
+
+
 async def test_a_limit_below_current_use_is_allowed(gateway: Gateway) -> None:
     await gateway.sign_in()
     gateway.auth.servicer.tokens_today[gateway.user_id()] = 500

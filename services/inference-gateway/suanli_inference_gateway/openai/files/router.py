@@ -12,6 +12,7 @@ from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.dependencies import gateway_deps
 from suanli_inference_gateway.openai.files.protocol import FileDeleted, FileList, FileObject, FilePurpose
+from suanli_inference_gateway.platform.usage.storage import require_storage_room
 from suanli_inference_gateway.settings import GatewaySettings
 from suanli_inference_gateway.streaming import attachment, stream_response
 
@@ -32,7 +33,9 @@ async def create_file(
     principal: Principal = Depends(require_principal),
 ) -> FileObject:
     settings: GatewaySettings = request.app.state.settings
-    stored = await gateway_deps(request).catalog.upload_file(
+    deps = gateway_deps(request)
+    await require_storage_room(deps.auth, deps.catalog, principal.user_id, file.size or 0)
+    stored = await deps.catalog.upload_file(
         principal.user_id,
         file.filename or "",
         purpose,

@@ -14,11 +14,10 @@ from suanli_inference_gateway.platform.quotas.protocol import (
     QuotaStatusObject,
     SetQuotaRequest,
 )
-from suanli_inference_gateway.platform.usage.storage import stored_bytes
+from suanli_inference_gateway.platform.usage.storage import STORAGE_BYTES, stored_bytes
 
 router = APIRouter(tags=["quotas"])
 
-STORAGE_BYTES = "storage_bytes"
 GPU_PREFIX = "gpu:"
 
 
