@@ -24,6 +24,7 @@ from suanli_auth.domain import (
     Quota,
     Role,
     User,
+    gpu_type_of_quota,
     is_quota_resource,
 )
 from suanli_auth.mailer import Mailer
@@ -55,6 +56,9 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 EMAIL_CODE_SUBJECT = "Your Suanli sign-in code"
 INCORRECT_CREDENTIALS = "incorrect email or password"
 MAX_QUOTA_RESOURCE = 100
+# What the scheduler, which enforces GPU quotas, stores them in (an int32 count, a 64-character type).
+MAX_GPU_QUOTA = 2**31 - 1
+MAX_GPU_TYPE = 64
 
 
 class EventStager(Protocol):
@@ -363,12 +367,18 @@ class AuthService:
             await require_admin(repo, actor_user_id, "set quotas")
             if limit < 0:
                 raise InvalidRequest("limit must be 0 or more", param="limit", code="invalid_limit")
-            if len(resource) > MAX_QUOTA_RESOURCE or not is_quota_resource(resource):
+            gpu_type = gpu_type_of_quota(resource)
+            too_long = len(resource) > MAX_QUOTA_RESOURCE or len(gpu_type or "") > MAX_GPU_TYPE
+            if too_long or not is_quota_resource(resource):
                 raise InvalidRequest(
                     'resource must be "tokens_per_day", "storage_bytes" or "gpu:<type>" ("gpu:*": '
-                    f"every type), at most {MAX_QUOTA_RESOURCE} characters",
+                    f"every type; a type of at most {MAX_GPU_TYPE} characters)",
                     param="resource",
                     code="invalid_resource",
+                )
+            if gpu_type is not None and limit > MAX_GPU_QUOTA:
+                raise InvalidRequest(
+                    f"a GPU quota is at most {MAX_GPU_QUOTA} slots", param="limit", code="invalid_limit"
                 )
             if await repo.get_user(user_id) is None:
                 raise NotFound(f"no user {user_id!r}", param="user_id", code="user_not_found")
@@ -379,7 +389,12 @@ class AuthService:
                 session,
                 "quota.set",
                 user_id,
-                events_pb2.QuotaChanged(user_id=user_id, resource=resource, limit=limit),
+                events_pb2.QuotaChanged(
+                    user_id=user_id,
+                    resource=resource,
+                    limit=limit,
+                    version=int(self._clock().timestamp() * 1_000_000),
+                ),
             )
         log.info("quota set", actor_user_id=actor_user_id, user_id=user_id, resource=resource, limit=limit)
         return quota

@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, NonNegativeFloat, SecretStr, StringConstraints, field_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator
 from pydantic_settings import NoDecode
 
 from suanli_auth.domain import Price, PriceKind
 from suanli_common.settings import ServiceSettings
 
 PricedName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# In whole currency units; the bound is SetPrices' (metering.prices.MAX_PRICE_MICROS).
+PriceUnits = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class AuthSettings(ServiceSettings):
@@ -48,7 +50,7 @@ class AuthSettings(ServiceSettings):
     currency: str = Field(
         "USD", min_length=1, max_length=8, description="Currency of prices, charges and credits"
     )
-    prices: dict[PriceKind, dict[PricedName, NonNegativeFloat]] = Field(
+    prices: dict[PriceKind, dict[PricedName, PriceUnits]] = Field(
         default_factory=dict,
         description=(
             "Prices seeded at start while the price table is empty (later changes are an admin's, "

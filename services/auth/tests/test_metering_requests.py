@@ -112,6 +112,7 @@ async def test_credits_are_an_admins_to_give(stub: Stub, people: People) -> None
         ("gpu_hour", "   ", 1, "name"),
         ("gpu_hour", "x" * 101, 1, "name"),
         ("input_tokens", "tiny", -1, "price"),
+        ("gpu_hour", "L4", 10**12 + 1, "price"),  # sums of costs could overflow int64 micros
     ],
 )
 async def test_bad_prices_are_refused(

@@ -42,10 +42,11 @@ async def test_only_admins_set_quotas(stub: Stub) -> None:
     listed = (await stub.ListQuotas(auth_pb2.ListQuotasRequest(user_id=user.id))).quotas
     assert [(q.resource, q.limit) for q in listed] == [("gpu:A100-80G", 8), ("tokens_per_day", 0)]
 
-    quota.limit = -1
-    with pytest.raises(InvalidRequest) as exc:
-        await stub.SetQuota(auth_pb2.SetQuotaRequest(actor_user_id=admin.id, quota=quota))
-    assert exc.value.param == "limit"
+    for limit in (-1, 2**31):  # a GPU quota is a count the scheduler keeps in 32 bits
+        quota.limit = limit
+        with pytest.raises(InvalidRequest) as exc:
+            await stub.SetQuota(auth_pb2.SetQuotaRequest(actor_user_id=admin.id, quota=quota))
+        assert exc.value.param == "limit"
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def test_user_created_and_key_revoked_reach_nats(stub: Stub, test_broker: 
     assert revoked.empty()
 
 
-@pytest.mark.parametrize("resource", ["cpu", "gpu:", "gpu: ", "gpus:A100", "tokens", "gpu:" + "x" * 97])
+@pytest.mark.parametrize("resource", ["cpu", "gpu:", "gpu: ", "gpus:A100", "tokens", "gpu:" + "x" * 65])
 async def test_quota_resources_are_checked(stub: Stub, resource: str) -> None:
     user = await stub.SignUp(auth_pb2.SignUpRequest(email="ada@example.com", password="correct horse"))
     admin = await stub.SignUp(auth_pb2.SignUpRequest(email="boss@example.com", password="correct horse"))
@@ -115,7 +116,7 @@ async def test_quota_set_reaches_nats(stub: Stub, test_broker: NatsBroker) -> No
 
     user = await stub.SignUp(auth_pb2.SignUpRequest(email="ada@example.com", password="correct horse"))
     admin = await stub.SignUp(auth_pb2.SignUpRequest(email="boss@example.com", password="correct horse"))
-    for resource, limit in (("gpu:*", 6), ("storage_bytes", 10**12), ("gpu:" + "x" * 96, 1)):
+    for resource, limit in (("gpu:*", 6), ("storage_bytes", 10**12), ("gpu:" + "x" * 64, 1)):
         await stub.SetQuota(
             auth_pb2.SetQuotaRequest(
                 actor_user_id=admin.id, quota=auth_pb2.Quota(user_id=user.id, resource=resource, limit=limit)
@@ -126,8 +127,11 @@ async def test_quota_set_reaches_nats(stub: Stub, test_broker: NatsBroker) -> No
     assert [(e.data.user_id, e.data.resource, e.data.limit) for e in seen] == [
         (user.id, "gpu:*", 6),
         (user.id, "storage_bytes", 10**12),
-        (user.id, "gpu:" + "x" * 96, 1),
+        (user.id, "gpu:" + "x" * 64, 1),
     ]
+    # Versions follow the order the quotas were set in, so a consumer can drop a stale one.
+    versions = [e.data.version for e in seen]
+    assert versions == sorted(versions) and versions[0] > 0
     # A refused change reports nothing.
     with pytest.raises(PermissionDenied):
         await stub.SetQuota(

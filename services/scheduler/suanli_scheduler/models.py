@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanli_common.db import Base, UtcDateTime
@@ -69,12 +69,14 @@ class NodeRow(SchedulerBase):
 
 
 class QuotaRow(SchedulerBase):
-    """Most GPUs of a type a user may hold at once; owner "*" and gpu_type "*" are wildcards."""
+    """Most GPU slots a user may hold at once: of one type, or (gpu_type "*") of every type
+    together; owner "*" is the default for every user. Kept from auth's quota.set facts."""
 
     __tablename__ = "quotas"
     owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     gpu_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     max_gpus: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)  # the fact's; an older one is ignored
 
 
 class DeploymentRow(SchedulerBase):

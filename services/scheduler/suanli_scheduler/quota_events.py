@@ -17,7 +17,7 @@ GPU_RESOURCE_PREFIX = "gpu:"
 
 
 class QuotaSink(Protocol):
-    async def set_quota(self, owner_id: str, gpu_type: str, max_gpus: int) -> None: ...
+    async def set_quota(self, owner_id: str, gpu_type: str, max_gpus: int, version: int = 0) -> None: ...
 
 
 def gpu_type_of(resource: str) -> str | None:
@@ -31,6 +31,7 @@ def subscribe_quotas(broker: NatsBroker, sink: QuotaSink) -> None:
     async def on_quota_set(event: Event[QuotaChanged]) -> None:
         gpu_type = gpu_type_of(event.data.resource)
         if gpu_type is not None:
-            await sink.set_quota(event.data.user_id, gpu_type, int(event.data.limit))
+            quota = event.data
+            await sink.set_quota(quota.user_id, gpu_type, int(quota.limit), version=quota.version)
 
     subscribe_events(broker, QUOTA_SET, QuotaChanged, on_quota_set, durable=QUOTAS_CONSUMER)

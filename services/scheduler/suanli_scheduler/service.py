@@ -152,9 +152,17 @@ class JobService:
         state.wake.set()
         return job
 
-    async def set_quota(self, owner_id: str, gpu_type: str, max_gpus: int) -> None:
+    async def set_quota(self, owner_id: str, gpu_type: str, max_gpus: int, version: int = 0) -> None:
+        """Sets a quota unless a newer version of it is stored (facts may arrive out of order)."""
         async with self._state.db.session() as session:
-            await session.merge(QuotaRow(owner_id=owner_id, gpu_type=gpu_type, max_gpus=max_gpus))
+            row = await session.get(QuotaRow, (owner_id, gpu_type), with_for_update=True)
+            if row is None:
+                row = QuotaRow(owner_id=owner_id, gpu_type=gpu_type, max_gpus=max_gpus, version=version)
+                session.add(row)
+            elif version >= row.version:
+                row.max_gpus, row.version = max_gpus, version
+            else:
+                return
         self._state.quotas_changed()
         self._state.wake.set()
 

@@ -13,6 +13,7 @@ from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_common.proto.suanli.v1.events_pb2 import QuotaChanged
 from suanli_scheduler.main import SchedulerApp
 from suanli_scheduler.quota_events import gpu_type_of
+from suanli_scheduler.repository import JobRepository
 
 from .test_fine_tune_jobs import read_events
 from .test_jobs import StartAgent, Stub, submit, wait_gpus, wait_status
@@ -67,3 +68,13 @@ async def test_a_gpu_quota_set_in_auth_caps_the_user(
 )
 def test_which_quotas_the_scheduler_enforces(resource: str, gpu_type: str | None) -> None:
     assert gpu_type_of(resource) == gpu_type
+
+
+async def test_an_older_quota_fact_does_not_undo_a_newer_one(scheduler: SchedulerApp) -> None:
+    await scheduler.service.set_quota("ada", "*", 1, version=2)
+    await scheduler.service.set_quota("ada", "*", 8, version=1)  # redelivered late
+    async with scheduler.db.session() as session:
+        assert (await JobRepository(session).quotas()).total_limit("ada") == 1
+    await scheduler.service.set_quota("ada", "*", 4, version=3)
+    async with scheduler.db.session() as session:
+        assert (await JobRepository(session).quotas()).total_limit("ada") == 4

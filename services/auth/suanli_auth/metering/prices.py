@@ -19,6 +19,9 @@ from suanli_common.logging import get_logger
 log = get_logger(__name__)
 
 MAX_PRICE_NAME = 100
+# A million currency units per GPU-hour or per million tokens: far above any real price, and low
+# enough that no sum of costs overflows the int64 micros they are kept in.
+MAX_PRICE_MICROS = 10**12
 
 
 def checked_price(change: PriceChange) -> Price:
@@ -33,8 +36,12 @@ def checked_price(change: PriceChange) -> Price:
         raise InvalidRequest(
             f"name must be 1 to {MAX_PRICE_NAME} characters", param="name", code="invalid_name"
         )
-    if change.price_micros < 0:
-        raise InvalidRequest("price must be 0 or more", param="price", code="invalid_price")
+    if not 0 <= change.price_micros <= MAX_PRICE_MICROS:
+        raise InvalidRequest(
+            f"price must be 0 to {MAX_PRICE_MICROS // 10**6} currency units",
+            param="price",
+            code="invalid_price",
+        )
     return Price(kind=kind, name=name, price_micros=change.price_micros)
 
 

@@ -23,7 +23,6 @@ from suanli_auth.metering.intervals import (
     held,
     next_utc_midnight,
     split_at_midnights,
-    utc_day,
 )
 from suanli_auth.metering.repository import MeteringRepository
 from suanli_auth.repository import AuthRepository
@@ -132,19 +131,22 @@ class UsageReports:
     async def quota_status(self, user_id: str) -> list[QuotaStatus]:
         """Each quota of the user with what is in use: tokens today (UTC), GPU slots held now."""
         now = self._clock()
+        midnight = next_utc_midnight(now)
         async with self._db.session() as session:
             quotas = await AuthRepository(session).list_quotas(user_id)
             repo = MeteringRepository(session)
             resources = {q.resource for q in quotas}
             tokens_today = (
-                await repo.tokens_on_day(user_id, utc_day(now)) if TOKENS_PER_DAY in resources else 0
+                await repo.tokens_between(user_id, midnight - timedelta(days=1), midnight)
+                if TOKENS_PER_DAY in resources
+                else 0
             )
             gpus_held = await repo.open_gpus(user_id) if any(map(gpu_type_of_quota, resources)) else {}
         statuses = []
         for quota in quotas:
             used, resets_at = 0, None
             if quota.resource == TOKENS_PER_DAY:
-                used, resets_at = tokens_today, next_utc_midnight(now)
+                used, resets_at = tokens_today, midnight
             elif (gpu_type := gpu_type_of_quota(quota.resource)) is not None:
                 used = sum(gpus_held.values()) if gpu_type == ANY_GPU_TYPE else gpus_held.get(gpu_type, 0)
             statuses.append(QuotaStatus(quota.resource, quota.limit, used, resets_at))

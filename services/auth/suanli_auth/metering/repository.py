@@ -115,11 +115,13 @@ class MeteringRepository:
                 lines.append((str(group), requests, prompt, completion, cost))
         return lines
 
-    async def tokens_on_day(self, user_id: str, day: str) -> int:
+    async def tokens_between(self, user_id: str, start: datetime, end: datetime) -> int:
+        # By time, not by the day column: (user_id, at) is the index, and this runs on every
+        # refresh of the gateway's token quota cache.
         return _int(
             await self._session.scalar(
                 select(func.sum(TokenUsageRow.prompt_tokens + TokenUsageRow.completion_tokens)).where(
-                    TokenUsageRow.user_id == user_id, TokenUsageRow.day == day
+                    TokenUsageRow.user_id == user_id, TokenUsageRow.at >= start, TokenUsageRow.at < end
                 )
             )
         )

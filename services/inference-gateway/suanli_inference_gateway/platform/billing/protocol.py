@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 from suanli_inference_gateway.clients.auth import Balance, Price, PriceList
 from suanli_inference_gateway.platform.protocol import RequestModel, currency_units, micros_of
 
-# Whole units whose micros still fit auth's int64 with room to spare.
-MAX_AMOUNT = 1_000_000_000_000
+# Whole units whose micros, summed over years of credits or of usage at the highest price, still
+# fit auth's int64 (9.2e18 micros).
+MAX_AMOUNT = 1_000_000_000
+MAX_PRICE = 1_000_000  # auth's bound
 MAX_NOTE = 500  # auth's bound
 MAX_PRICE_NAME = 100  # auth's bound
 
@@ -59,7 +61,7 @@ class PriceObject(BaseModel):
         min_length=1, max_length=MAX_PRICE_NAME, description='The GPU type or the model; "*": every other one'
     )
     price: float = Field(
-        ge=0, le=MAX_AMOUNT, strict=True, allow_inf_nan=False, description="In currency units, 0 or more"
+        ge=0, le=MAX_PRICE, strict=True, allow_inf_nan=False, description="In currency units, 0 or more"
     )
 
     @classmethod

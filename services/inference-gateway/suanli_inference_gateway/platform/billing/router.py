@@ -27,6 +27,14 @@ async def get_balance(request: Request, principal: Principal = Depends(require_p
     return BalanceObject.of(await gateway_deps(request).auth.get_balance(principal.user_id))
 
 
+@router.get("/admin/users/{user_id}/balance", response_model=BalanceObject)
+async def get_user_balance(
+    user_id: str, request: Request, _: Principal = Depends(require_admin)
+) -> BalanceObject:
+    """Admins: a user's credits, charges so far and what is left."""
+    return BalanceObject.of(await gateway_deps(request).auth.get_balance(user_id))
+
+
 @router.post("/admin/users/{user_id}/credits", response_model=BalanceObject)
 async def add_credit(
     user_id: str, body: AddCreditRequest, request: Request, admin: Principal = Depends(require_admin)

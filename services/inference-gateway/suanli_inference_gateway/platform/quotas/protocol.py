@@ -22,8 +22,9 @@ class QuotaStatusObject(BaseModel):
     resource: str = Field(description=RESOURCE_DESCRIPTION)
     limit: int
     used: int | None = Field(
-        description="In use now: tokens today, GPU slots held, bytes stored (null when the catalog "
-        "cannot say right now)"
+        description="In use now: tokens today, GPU slots being metered (running jobs, deployments "
+        "until deleted; the scheduler also counts slots of jobs still preparing), bytes stored (null "
+        "when the catalog cannot say right now)"
     )
     resets_at: int | None = Field(None, description="tokens_per_day: when the count starts over (Unix time)")
 

@@ -405,19 +405,25 @@ class QuotaChanged(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     resource: _builtins.str
     limit: _builtins.int
+    version: _builtins.int
+    """When it was set, in microseconds since the epoch: facts may arrive out of order (redelivery),
+    so a consumer keeps the newest and ignores older ones.
+    """
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         resource: _builtins.str = ...,
         limit: _builtins.int = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "resource", b"resource", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "resource", b"resource", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
