@@ -204,7 +204,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def AddCredit(self, request: auth_pb2.AddCreditRequest, context: Context) -> auth_pb2.Balance:
         balance = await self._metering.balances.add_credit(
-            request.actor_user_id, request.user_id, request.amount_micros, request.note
+            request.actor_user_id, request.user_id, request.amount_micros, request.note, request.request_id
         )
         return balance_pb(balance)
 

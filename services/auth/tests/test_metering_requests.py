@@ -3,6 +3,7 @@ admin's changes."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import pytest
 
 from suanli_auth.main import running_auth
 from suanli_auth.settings import AuthSettings
-from suanli_common.errors import InvalidRequest, NotFound, PermissionDenied
+from suanli_common.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from suanli_common.grpc import make_channel
 from suanli_common.proto.suanli.v1 import auth_pb2, auth_pb2_grpc
 
@@ -101,6 +102,24 @@ async def test_credits_are_an_admins_to_give(stub: Stub, people: People) -> None
     assert (balance.user_id, balance.credits_micros, balance.balance_micros) == (ada, 2_500_000, 2_500_000)
     # Nothing refused above was recorded.
     assert (await stub.GetBalance(auth_pb2.GetBalanceRequest(user_id=ada))).credits_micros == 2_500_000
+
+
+async def test_a_credit_retried_with_its_key_is_given_once(stub: Stub, people: People) -> None:
+    ada, admin = people.user.id, people.admin.id
+
+    def credit(amount: int, request_id: str) -> auth_pb2.AddCreditRequest:
+        return auth_pb2.AddCreditRequest(
+            actor_user_id=admin, user_id=ada, amount_micros=amount, request_id=request_id
+        )
+
+    first, retried = await asyncio.gather(stub.AddCredit(credit(5, "r1")), stub.AddCredit(credit(5, "r1")))
+    assert first.credits_micros == retried.credits_micros == 5
+    assert (await stub.AddCredit(credit(5, "r1"))).credits_micros == 5
+    assert (await stub.AddCredit(credit(5, "r2"))).credits_micros == 10  # another key, another credit
+    with pytest.raises(Conflict) as reused:
+        await stub.AddCredit(credit(7, "r1"))
+    assert (reused.value.param, reused.value.code) == ("Idempotency-Key", "idempotency_key_reused")
+    assert (await stub.GetBalance(auth_pb2.GetBalanceRequest(user_id=ada))).credits_micros == 10
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,10 @@ far, work still running counted up to now."""
 
 from __future__ import annotations
 
+import hashlib
+
+from sqlalchemy.exc import IntegrityError
+
 from suanli_auth.admins import require_admin
 from suanli_auth.domain import Balance
 from suanli_auth.metering.intervals import gpu_cost_micros
@@ -11,13 +15,18 @@ from suanli_auth.models import CreditRow
 from suanli_auth.repository import AuthRepository
 from suanli_auth.service import Clock, utc_now
 from suanli_common.db import Database
-from suanli_common.errors import InvalidRequest, NotFound
+from suanli_common.errors import Conflict, InvalidRequest, NotFound
 from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
 
 log = get_logger(__name__)
 
 MAX_NOTE = 500
+
+
+def _credit_id(actor_user_id: str, request_id: str) -> str:
+    """The id a credit given under an idempotency key always gets: a retry finds it."""
+    return "credit_" + hashlib.sha256(f"{actor_user_id}\n{request_id}".encode()).hexdigest()[:32]
 
 
 class Balances:
@@ -32,8 +41,20 @@ class Balances:
                 raise NotFound(f"no user {user_id!r}", param="user_id", code="user_not_found")
             return await self._balance(MeteringRepository(session), user_id)
 
-    async def add_credit(self, actor_user_id: str, user_id: str, amount_micros: int, note: str) -> Balance:
-        note = note.strip()
+    async def add_credit(
+        self, actor_user_id: str, user_id: str, amount_micros: int, note: str, request_id: str = ""
+    ) -> Balance:
+        """Adds a credit; with a `request_id` (the caller's idempotency key) only once: a retry
+        answers the balance, a different credit under the same key is a conflict."""
+        try:
+            return await self._add_credit(actor_user_id, user_id, amount_micros, note.strip(), request_id)
+        except IntegrityError:  # a concurrent retry inserted it first: now it is found
+            return await self._add_credit(actor_user_id, user_id, amount_micros, note.strip(), request_id)
+
+    async def _add_credit(
+        self, actor_user_id: str, user_id: str, amount_micros: int, note: str, request_id: str
+    ) -> Balance:
+        credit_id = _credit_id(actor_user_id, request_id) if request_id else new_id("credit")
         async with self._db.session() as session:
             auth = AuthRepository(session)
             await require_admin(auth, actor_user_id, "add credit")
@@ -46,9 +67,17 @@ class Balances:
             if await auth.get_user(user_id) is None:
                 raise NotFound(f"no user {user_id!r}", param="user_id", code="user_not_found")
             repo = MeteringRepository(session)
+            if request_id and (earlier := await session.get(CreditRow, credit_id)) is not None:
+                if (earlier.user_id, earlier.amount_micros) != (user_id, amount_micros):
+                    raise Conflict(
+                        "this Idempotency-Key was used for another credit",
+                        param="Idempotency-Key",
+                        code="idempotency_key_reused",
+                    )
+                return await self._balance(repo, user_id)
             await repo.add_credit(
                 CreditRow(
-                    id=new_id("credit"),
+                    id=credit_id,
                     user_id=user_id,
                     amount_micros=amount_micros,
                     note=note,

@@ -156,7 +156,7 @@ class AuthApi(Protocol):
     ) -> UsageReport: ...
     async def get_balance(self, user_id: str) -> Balance: ...
     async def add_credit(
-        self, actor_user_id: str, user_id: str, amount_micros: int, note: str
+        self, actor_user_id: str, user_id: str, amount_micros: int, note: str, request_id: str = ""
     ) -> Balance: ...
     async def get_prices(self) -> PriceList: ...
     async def set_prices(self, actor_user_id: str, prices: list[Price]) -> PriceList: ...
@@ -316,9 +316,15 @@ class AuthClient:
     async def get_balance(self, user_id: str) -> Balance:
         return _balance(await self._stub.GetBalance(auth_pb2.GetBalanceRequest(user_id=user_id)))
 
-    async def add_credit(self, actor_user_id: str, user_id: str, amount_micros: int, note: str) -> Balance:
+    async def add_credit(
+        self, actor_user_id: str, user_id: str, amount_micros: int, note: str, request_id: str = ""
+    ) -> Balance:
         request = auth_pb2.AddCreditRequest(
-            actor_user_id=actor_user_id, user_id=user_id, amount_micros=amount_micros, note=note
+            actor_user_id=actor_user_id,
+            user_id=user_id,
+            amount_micros=amount_micros,
+            note=note,
+            request_id=request_id,
         )
         return _balance(await self._stub.AddCredit(request))
 

@@ -37,10 +37,15 @@ def micros_of(amount: float) -> int:
     return round(amount * MICROS_PER_UNIT)
 
 
-def client_request_id(idempotency_key: str | None) -> str:
-    """What makes a create idempotent at the scheduler: the caller's Idempotency-Key, else unique."""
+def checked_idempotency_key(idempotency_key: str | None) -> str:
+    """The caller's Idempotency-Key, or "" without one."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise InvalidRequest(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key"
         )
-    return idempotency_key or new_id("req")
+    return idempotency_key or ""
+
+
+def client_request_id(idempotency_key: str | None) -> str:
+    """What makes a create idempotent at the scheduler: the caller's Idempotency-Key, else unique."""
+    return checked_idempotency_key(idempotency_key) or new_id("req")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 
 from suanli_common.errors import InvalidRequest
 from suanli_inference_gateway.authentication.dependency import require_admin, require_principal
@@ -16,7 +16,7 @@ from suanli_inference_gateway.platform.billing.protocol import (
     SetPricesRequest,
 )
 from suanli_inference_gateway.platform.gpus.inventory import require_known_gpu_types
-from suanli_inference_gateway.platform.protocol import micros_of
+from suanli_inference_gateway.platform.protocol import checked_idempotency_key, micros_of
 
 router = APIRouter(tags=["billing"])
 
@@ -37,7 +37,13 @@ async def get_user_balance(
 
 @router.post("/admin/users/{user_id}/credits", response_model=BalanceObject)
 async def add_credit(
-    user_id: str, body: AddCreditRequest, request: Request, admin: Principal = Depends(require_admin)
+    user_id: str,
+    body: AddCreditRequest,
+    request: Request,
+    idempotency_key: str | None = Header(
+        None, description="Retrying with the same key adds nothing again and answers the balance"
+    ),
+    admin: Principal = Depends(require_admin),
 ) -> BalanceObject:
     """Admins: give a user credit; answers the user's new balance."""
     amount_micros = micros_of(body.amount)
@@ -46,7 +52,7 @@ async def add_credit(
             "Invalid value for 'amount': at least 0.000001.", param="amount", code="invalid_value"
         )
     balance = await gateway_deps(request).auth.add_credit(
-        admin.user_id, user_id, amount_micros, body.note.strip()
+        admin.user_id, user_id, amount_micros, body.note.strip(), checked_idempotency_key(idempotency_key)
     )
     return BalanceObject.of(balance)
 

@@ -795,12 +795,15 @@ class AddCreditRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     actor_user_id: _builtins.str
     """must be an admin"""
     user_id: _builtins.str
     amount_micros: _builtins.int
     """more than 0"""
     note: _builtins.str
+    request_id: _builtins.str
+    """the caller's idempotency key: a retry with it adds nothing again"""
     def __init__(
         self,
         *,
@@ -808,10 +811,11 @@ class AddCreditRequest(_message.Message):
         user_id: _builtins.str = ...,
         amount_micros: _builtins.int = ...,
         note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_user_id", b"actor_user_id", "amount_micros", b"amount_micros", "note", b"note", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_user_id", b"actor_user_id", "amount_micros", b"amount_micros", "note", b"note", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
