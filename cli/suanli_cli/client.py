@@ -34,6 +34,16 @@ class ApiError(Exception):
         self.code = code
 
 
+def not_signed_in(connection: Connection) -> str:
+    if connection.session_server is None:
+        return NOT_SIGNED_IN
+    # A session is only ever sent to the server that issued it.
+    return (
+        f"not signed in to {connection.api_url} (your session is for {connection.session_server}): "
+        "run `suanli login` or set SUANLI_API_KEY"
+    )
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -100,7 +110,7 @@ class ApiClient:
         headers = dict(extra or {})
         if authenticated:
             if self.connection.credential is None:
-                raise ApiError(NOT_SIGNED_IN, status=401)
+                raise ApiError(not_signed_in(self.connection), status=401)
             headers["Authorization"] = f"Bearer {self.connection.credential}"
         return headers
 

@@ -19,12 +19,20 @@ from suanli_cli.commands import (
 from suanli_cli.launcher.command import up
 from suanli_cli.output import SuanliGroup
 
+GOLDEN_PATH = """Example: from a dataset to a chat with your fine-tune
+
+  suanli signup --email me@example.com
+  suanli files upload train.jsonl
+  suanli fine-tunes create --model smollm2-135m-instruct --file FILE_ID --suffix mine --follow
+  suanli deployments create FINE_TUNED_MODEL --wait
+  suanli chat "Hello!" --model FINE_TUNED_MODEL"""
+
 app = typer.Typer(
     name="suanli",
     cls=SuanliGroup,
-    help="Suanli: a self-hosted LLM training and inference cloud.",
     no_args_is_help=True,
     add_completion=False,
+    epilog=GOLDEN_PATH,
 )
 
 
@@ -32,15 +40,16 @@ app = typer.Typer(
 def suanli() -> None:
     """Suanli: a self-hosted LLM training and inference cloud.
 
-    `suanli up` runs the platform here; the other commands drive its API at SUANLI_API_URL
-    (default http://127.0.0.1:8080) as the account of `suanli login`, or with SUANLI_API_KEY;
-    each takes --json to print the API's raw JSON for scripts.
+    `suanli up` runs the platform on this machine; every other command drives its API at
+    SUANLI_API_URL (default http://127.0.0.1:8080) as the account of `suanli login`, or with the
+    API key in SUANLI_API_KEY. The session is kept in $SUANLI_CONFIG (default
+    ~/.config/suanli/config.json). Every command that shows something takes --json for scripts.
     """
 
 
 app.command(name="up")(up)
 app.command(name="signup")(auth.signup)
-app.command(name="login")(auth.login)
+app.command(name="login", epilog=auth.LOGIN_EXAMPLES)(auth.login)
 app.command(name="logout")(auth.logout)
 app.command(name="whoami")(auth.whoami)
 app.add_typer(keys.app, name="keys")
@@ -51,7 +60,7 @@ app.add_typer(fine_tunes.app, name="fine-tunes")
 app.command(name="gpus")(gpus.gpus)
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(knowledge_bases.app, name="kb")
-app.command(name="chat")(deployments.chat)
+app.command(name="chat", epilog=deployments.CHAT_EXAMPLES)(deployments.chat)
 app.command(name="usage")(usage.usage)
 app.command(name="balance")(usage.balance)
 app.command(name="quotas")(usage.quotas)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,7 +19,11 @@ from suanli_cli.config import ConfigError
 
 PIPED_WIDTH = 200
 JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print the API's raw JSON (for scripts) instead of a table.")
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the API's JSON instead of text, for scripts (progress goes to stderr).",
+    ),
 ]
 
 
@@ -30,8 +34,7 @@ class SuanliGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except (ApiError, ConfigError) as exc:
-            error_console().print(Text.assemble(("error: ", "bold red"), str(exc)))
-            raise typer.Exit(1) from None
+            fail(str(exc))
 
 
 def console() -> Console:
@@ -45,6 +48,25 @@ def console() -> Console:
 
 def error_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def progress_console(json_output: bool) -> Console:
+    """Where progress and notes go: stdout for people, stderr under --json, so that stdout holds
+    nothing but the JSON a script parses."""
+    return error_console() if json_output else console()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Ends the command with one `error: ...` line on stderr."""
+    error_console().print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(code)
+
+
+def exclusive(**flags: bool) -> None:
+    """Refuses options that cannot go together, before any request (exit 2, as for usage errors)."""
+    given = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+    if len(given) > 1:
+        fail(f"give {' or '.join(given)}, not both", code=2)
 
 
 def print_json(data: Any) -> None:
@@ -95,5 +117,5 @@ def fields(pairs: Sequence[tuple[str, object]]) -> None:
     console().print(shown)
 
 
-def note(text: str) -> None:
-    console().print(Text(text, style="green"))
+def note(text: str, out: Console | None = None) -> None:
+    (out or console()).print(Text(text, style="green"))

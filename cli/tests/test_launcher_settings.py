@@ -27,6 +27,11 @@ def test_embedded_nats_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         "SUANLI_CATALOG_GRPC_PORT",
         "SUANLI_SCHEDULER_GRPC_PORT",
         "SUANLI_RAG_GRPC_PORT",
+        "SUANLI_AUTH_METRICS_PORT",
+        "SUANLI_CATALOG_METRICS_PORT",
+        "SUANLI_SCHEDULER_METRICS_PORT",
+        "SUANLI_RAG_METRICS_PORT",
+        "SUANLI_AGENT_METRICS_PORT",
         "SUANLI_SERVE_PORT",
     ]
 
@@ -39,14 +44,24 @@ def test_an_explicit_nats_url_means_external_nats(monkeypatch: pytest.MonkeyPatc
     assert "SUANLI_NATS_PORT" not in [claim.env_var for claim in port_claims(settings)]
 
 
+def test_a_metrics_endpoint_turned_off_claims_no_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUANLI_AGENT_METRICS_PORT", "0")
+    claimed = [claim.env_var for claim in port_claims(LauncherSettings())]
+    assert "SUANLI_AGENT_METRICS_PORT" not in claimed and "SUANLI_RAG_METRICS_PORT" in claimed
+
+
 def test_children_learn_where_everything_is(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.delenv("SUANLI_NATS_URL", raising=False)
-    settings = LauncherSettings(home="var", http_port=9090, auth_grpc_port=6000, nats_port=7000)
+    settings = LauncherSettings(
+        home="var", http_port=9090, auth_grpc_port=6000, nats_port=7000, scheduler_metrics_port=6100
+    )
     env = service_env(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
     assert env["SUANLI_HTTP_PORT"] == "9090"
     assert env["SUANLI_AUTH_GRPC_PORT"] == "6000"
     assert env["SUANLI_AUTH_ADDRESS"] == "127.0.0.1:6000"
+    assert env["SUANLI_SCHEDULER_METRICS_PORT"] == "6100"
+    assert env["SUANLI_AGENT_METRICS_PORT"] == "9465"
     assert env["SUANLI_NATS_URL"] == "nats://127.0.0.1:7000"
     assert env["SUANLI_HOME"].startswith("/") and env["SUANLI_HOME"].endswith("/var")
 

@@ -71,6 +71,11 @@ class Platform:
         self.scheduler_grpc_port = free_port()
         self.rag_grpc_port = free_port()
         self.serve_port = free_port()
+        self.auth_metrics_port = free_port()
+        self.catalog_metrics_port = free_port()
+        self.scheduler_metrics_port = free_port()
+        self.rag_metrics_port = free_port()
+        self.agent_metrics_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         env = {k: v for k, v in os.environ.items() if k != "SUANLI_NATS_URL"}
         env.update(
@@ -83,6 +88,11 @@ class Platform:
             SUANLI_RAG_GRPC_PORT=str(self.rag_grpc_port),
             SUANLI_AGENT_SLOTS="cpu:2",
             SUANLI_SERVE_PORT=str(self.serve_port),
+            SUANLI_AUTH_METRICS_PORT=str(self.auth_metrics_port),
+            SUANLI_CATALOG_METRICS_PORT=str(self.catalog_metrics_port),
+            SUANLI_SCHEDULER_METRICS_PORT=str(self.scheduler_metrics_port),
+            SUANLI_RAG_METRICS_PORT=str(self.rag_metrics_port),
+            SUANLI_AGENT_METRICS_PORT=str(self.agent_metrics_port),
             # Ray and vLLM take minutes and gigabytes: only the inference tests turn serving on.
             SUANLI_SERVING="false",
             # Seed models are built once per machine and shared by every platform the tests start.

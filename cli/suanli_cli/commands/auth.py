@@ -9,14 +9,20 @@ import typer
 
 from suanli_cli.client import ApiClient, open_client, stored_config
 from suanli_cli.config import API_KEY_ENV, StoredConfig, config_path, save_config
-from suanli_cli.output import JsonFlag, fields, note, print_json
+from suanli_cli.output import JsonFlag, exclusive, fields, note, print_json
 
 EmailOption = Annotated[
-    str | None, typer.Option("--email", "-e", help="Account e-mail (prompted if absent).")
+    str | None, typer.Option("--email", "-e", help="The account's e-mail. Default: asked for.")
 ]
 PasswordOption = Annotated[
-    str | None, typer.Option("--password", "-p", help="Password (prompted, hidden, if absent).")
+    str | None,
+    typer.Option("--password", "-p", help="The account's password. Default: asked for, not echoed."),
 ]
+LOGIN_EXAMPLES = """Examples:
+
+  suanli login --email me@example.com
+  suanli login --email me@example.com --code
+  SUANLI_API_URL=http://gpu-box:8080 suanli login -e me@example.com"""
 
 
 def _store_session(client: ApiClient, email: str, token: dict[str, Any], as_json: bool) -> None:
@@ -43,28 +49,29 @@ def login(
     json_output: JsonFlag = False,
 ) -> None:
     """Sign in with a password or an e-mailed one-time code, and remember the session."""
-    email = email or typer.prompt("E-mail")
+    exclusive(password=password is not None, code=code)
+    email = email or typer.prompt("E-mail", err=True)
     with open_client() as client:
         if code:
-            if password is not None:
-                raise typer.BadParameter("give --password or --code, not both")
             sent = client.post("/api/v1/auth/email-code", json={"email": email}, authenticated=False)
             minutes = max(1, int(sent.get("expires_in", 600)) // 60)
             typer.echo(f"A sign-in code was sent to {email} (valid {minutes} min).", err=True)
-            secret = {"code": typer.prompt("Code").strip()}
+            secret = {"code": typer.prompt("Code", err=True).strip()}
         else:
             secret = {
-                "password": password if password is not None else typer.prompt("Password", hide_input=True)
+                "password": password
+                if password is not None
+                else typer.prompt("Password", hide_input=True, err=True)
             }
         token = client.post("/api/v1/auth/login", json={"email": email, **secret}, authenticated=False)
         _store_session(client, email, token, json_output)
 
 
 def signup(email: EmailOption = None, password: PasswordOption = None, json_output: JsonFlag = False) -> None:
-    """Create an account, then sign in to it."""
-    email = email or typer.prompt("E-mail")
+    """Create an account on the server, then sign in to it and remember the session."""
+    email = email or typer.prompt("E-mail", err=True)
     if password is None:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     with open_client() as client:
         user = client.post(
             "/api/v1/auth/signup", json={"email": email, "password": password}, authenticated=False
@@ -78,7 +85,7 @@ def signup(email: EmailOption = None, password: PasswordOption = None, json_outp
 
 
 def logout() -> None:
-    """Forget the stored session (API keys stay valid until revoked)."""
+    """Forget the stored session on this machine (API keys stay valid until revoked)."""
     path = config_path(os.environ)
     config = stored_config()
     if config.access_token is None:

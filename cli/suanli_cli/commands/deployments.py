@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from suanli_cli.client import ApiClient, ApiError, open_client
-from suanli_cli.output import JsonFlag, console, fields, note, print_json, table, when
+from suanli_cli.output import JsonFlag, console, fields, note, print_json, progress_console, table, when
 from suanli_cli.sse import iter_sse
 
-app = typer.Typer(help="Deploy models, list, show and delete deployments.", no_args_is_help=True)
+app = typer.Typer(
+    help="Serve models behind the OpenAI API: create, list, show and delete deployments.",
+    no_args_is_help=True,
+)
 
 DeploymentId = Annotated[
     str, typer.Argument(metavar="ID", help="The deployment's id (see `suanli deployments list`).")
@@ -45,7 +48,9 @@ def _show(deployment: dict[str, Any]) -> None:
     )
 
 
-def wait_settled(client: ApiClient, deployment: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def wait_settled(
+    client: ApiClient, deployment: dict[str, Any], timeout_s: float, out: Console
+) -> dict[str, Any]:
     """Polls until the deployment is ready, failed or gone, saying each new status."""
     deadline = time.monotonic() + timeout_s
     last = deployment["status"]
@@ -58,23 +63,35 @@ def wait_settled(client: ApiClient, deployment: dict[str, Any], timeout_s: float
         deployment = client.get(f"/api/v1/deployments/{deployment['id']}")
         if deployment["status"] != last:
             last = deployment["status"]
-            note(f"deployment {deployment['id']} {last}")
+            note(f"deployment {deployment['id']} {last}", out)
     return deployment
 
 
-@app.command("create")
+CREATE_EXAMPLES = """Examples:
+
+  suanli deployments create smollm2-135m-instruct --wait
+  suanli deployments create ft:smollm2-135m-instruct:support:job_abc --gpu-type A100-80G --max-replicas 4"""
+
+
+@app.command("create", epilog=CREATE_EXAMPLES)
 def create(
-    model: Annotated[str, typer.Argument(help="A ready model of the repository (see `suanli models list`).")],
+    model: Annotated[
+        str,
+        typer.Argument(help="A ready base or fine-tuned model of the repository (see `suanli models list`)."),
+    ],
     gpu_type: Annotated[
-        str | None, typer.Option(help="Slots of this type (see `suanli gpus`); default any.")
+        str | None, typer.Option(help="Serve on slots of this type (see `suanli gpus`). Default: any.")
     ] = None,
     gpu_count: Annotated[
         int, typer.Option(min=1, help="Slots per replica (tensor parallelism on GPUs).")
     ] = 1,
-    min_replicas: Annotated[int, typer.Option(min=1)] = 1,
-    max_replicas: Annotated[int | None, typer.Option(min=1, help="Default: --min-replicas.")] = None,
+    min_replicas: Annotated[int, typer.Option(min=1, help="Replicas kept running when idle.")] = 1,
+    max_replicas: Annotated[
+        int | None, typer.Option(min=1, help="Most replicas under load. Default: --min-replicas.")
+    ] = None,
     max_model_len: Annotated[
-        int | None, typer.Option(min=16, help="Context length; default the model's.")
+        int | None,
+        typer.Option(min=16, help="Context length in tokens (prompt and answer). Default: the model's."),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait until it is ready; exit 1 if it fails.")
@@ -82,7 +99,7 @@ def create(
     timeout: Annotated[float, typer.Option(help="How long --wait waits, in seconds.")] = 900.0,
     json_output: JsonFlag = False,
 ) -> None:
-    """Deploy a model; its name in /v1 requests is the model id."""
+    """Deploy a model behind the OpenAI API; requests name it by its model id."""
     body: dict[str, Any] = {"model": model, "gpu_count": gpu_count, "min_replicas": min_replicas}
     for key, value in (
         ("gpu_type", gpu_type),
@@ -91,14 +108,14 @@ def create(
     ):
         if value is not None:
             body[key] = value
+    out = progress_console(json_output)
     with open_client() as client:
-        deployment = client.post(
-            "/api/v1/deployments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
-        )
-        if not json_output:
-            note(f"deployment {deployment['id']} of {deployment['model']} ({deployment['status']})")
+        # No Idempotency-Key: with one, the gateway leaves it to the key to spot a repeated create
+        # and no longer refuses a second deployment of a model this user already serves.
+        deployment = client.post("/api/v1/deployments", json=body)
+        note(f"deployment {deployment['id']} of {deployment['model']} ({deployment['status']})", out)
         if wait:
-            deployment = wait_settled(client, deployment, timeout)
+            deployment = wait_settled(client, deployment, timeout, out)
     if json_output:
         print_json(deployment)
     if wait and deployment["status"] != "ready":
@@ -154,22 +171,41 @@ def delete(deployment_id: DeploymentId, json_output: JsonFlag = False) -> None:
         note(f"deployment {deployment['id']} {deployment['status']}")
 
 
+CHAT_EXAMPLES = """Examples:
+
+  suanli chat "What is the capital of France?"
+  suanli chat "Summarise: ..." --model ft:smollm2-135m-instruct:support:job_abc --temperature 0
+  suanli chat "Hello" --system "Answer in French." --max-tokens 64 --json"""
+
+
 def chat(
-    message: Annotated[str, typer.Argument(help="What to say.")],
+    message: Annotated[str, typer.Argument(help="What to say to the model.")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="A deployed model (see `suanli deployments list`).")
+        str,
+        typer.Option("--model", "-m", help="A deployed model (see `suanli deployments list`)."),
     ] = "smollm2-135m-instruct",
-    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1)] = 256,
-    temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.7,
+    system: Annotated[
+        str | None, typer.Option(help="A system prompt that steers the answer. Default: none.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens the answer may have.")] = 256,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            min=0, max=2, help="Sampling temperature: 0 always picks the likeliest token, higher varies more."
+        ),
+    ] = 0.7,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Sampling seed: the same seed and prompt give the same answer. Default: random."),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Chat with a deployed model; the answer streams as it is generated."""
+    """Chat with a deployed model; the answer is printed as it is generated."""
     messages = [
         *([{"role": "system", "content": system}] if system else []),
         {"role": "user", "content": message},
     ]
-    body = {
+    body: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "max_tokens": max_tokens,
@@ -177,28 +213,51 @@ def chat(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if seed is not None:
+        body["seed"] = seed
     out = console()
     text: list[str] = []
     usage: dict[str, Any] = {}
+    finished = False
     with (
         open_client() as client,
         client.stream("POST", "/v1/chat/completions", json=body, timeout=CHAT_READ_TIMEOUT_S) as response,
     ):
         for event in iter_sse(response.iter_lines()):
             if event.data == "[DONE]":
+                finished = True
                 break
-            chunk = json.loads(event.data)
+            chunk = _chunk(event.data)
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices", []):
-                piece = choice.get("delta", {}).get("content") or ""
+                piece = (choice.get("delta") or {}).get("content") or ""
                 text.append(piece)
                 if not json_output:
                     out.print(piece, end="", soft_wrap=True, markup=False, highlight=False)
+    if not json_output and text:
+        out.print()
+    if not finished:
+        raise ApiError("the answer was cut off: the stream ended before the model finished")
     if json_output:
         print_json({"model": model, "content": "".join(text), "usage": usage})
         return
-    out.print()
     if usage:
         note(
             f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens"
         )
+
+
+def _chunk(data: str) -> dict[str, Any]:
+    """One streamed chunk; an error the engine sends mid-answer (vLLM's `{"error": ...}` or its
+    older `{"object": "error", ...}`) fails the command in one line."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ApiError(f"the model's stream sent something not JSON: {data[:120]}") from None
+    if not isinstance(chunk, dict):
+        raise ApiError(f"the model's stream sent something unexpected: {data[:120]}")
+    failure = chunk if chunk.get("object") == "error" else chunk.get("error")
+    if failure is not None:
+        message = (failure.get("message") if isinstance(failure, dict) else None) or failure
+        raise ApiError(f"the model failed mid-answer: {message}")
+    return chunk

@@ -82,12 +82,23 @@ def _show(file: dict[str, Any]) -> None:
     fields(rows)
 
 
-@app.command("upload")
+UPLOAD_EXAMPLES = """Examples:
+
+  suanli files upload train.jsonl
+  suanli files upload handbook.pdf --purpose assistants
+  suanli files upload train.jsonl --json | jq -r .id"""
+
+
+@app.command("upload", epilog=UPLOAD_EXAMPLES)
 def upload(
     path: Annotated[
         Path,
         typer.Argument(
-            metavar="FILE", exists=True, dir_okay=False, readable=True, help="The file to upload."
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="The file to upload: a JSONL dataset (OpenAI messages, alpaca, sharegpt) or a document.",
         ),
     ],
     purpose: Annotated[
@@ -95,7 +106,7 @@ def upload(
     ] = Purpose.fine_tune,
     json_output: JsonFlag = False,
 ) -> None:
-    """Upload a file; a fine-tune dataset is validated and its examples and tokens counted."""
+    """Upload a file with a progress bar; a dataset is checked and its examples and tokens counted."""
     size = path.stat().st_size
     progress = Progress(
         "[progress.description]{task.description}",
@@ -122,10 +133,10 @@ def upload(
 
 @app.command("list")
 def list_files(
-    purpose: Annotated[Purpose | None, typer.Option(help="Only files of this purpose.")] = None,
+    purpose: Annotated[Purpose | None, typer.Option(help="Only files of this purpose. Default: all.")] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """List your files."""
+    """List your files, newest first."""
     params = {"purpose": purpose.value} if purpose else {}
     with open_client() as client:
         files = client.get("/v1/files", params=params)
@@ -150,7 +161,7 @@ def list_files(
 
 @app.command("show")
 def show(file_id: FileId, json_output: JsonFlag = False) -> None:
-    """Show one file and what the dataset check found."""
+    """Show one file and what the dataset check found (format, examples, tokens)."""
     with open_client() as client:
         file = client.get(f"/v1/files/{file_id}")
     if json_output:
@@ -161,7 +172,7 @@ def show(file_id: FileId, json_output: JsonFlag = False) -> None:
 
 @app.command("delete")
 def delete(file_id: FileId, json_output: JsonFlag = False) -> None:
-    """Delete a file."""
+    """Delete a file (fine-tunes and knowledge bases made from it keep what they took)."""
     with open_client() as client:
         deleted = client.delete(f"/v1/files/{file_id}")
     if json_output:

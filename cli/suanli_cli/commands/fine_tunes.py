@@ -5,22 +5,38 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from suanli_cli.client import ApiClient, open_client
-from suanli_cli.output import JsonFlag, console, error_console, fields, note, print_json, table, when
+from suanli_cli.output import (
+    JsonFlag,
+    console,
+    error_console,
+    fields,
+    note,
+    print_json,
+    progress_console,
+    table,
+    when,
+)
 
-app = typer.Typer(help="Fine-tune models, watch them train, evaluate them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Fine-tune models on your datasets, watch them train, compare them with their base.",
+    no_args_is_help=True,
+)
 
 FineTuneId = Annotated[
     str, typer.Argument(metavar="ID", help="The fine-tune's id (see `suanli fine-tunes list`).")
 ]
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 POLL_S = 2.0
+EVENTS_PER_POLL = 100  # the API's page limit; far more steps than a poll interval sees
 
 
 class Training(StrEnum):
@@ -58,64 +74,156 @@ def _show(job: dict[str, Any]) -> None:
     )
 
 
-def watch(client: ApiClient, job_id: str) -> dict[str, Any]:
-    """A progress bar over the training steps with the latest loss, until the job ends."""
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    """One optimizer step as the fine-tune's metrics events report it."""
+
+    step: int
+    total_steps: int | None
+    loss: float | None
+
+    def line(self) -> str:
+        of = f"/{self.total_steps}" if self.total_steps else ""
+        loss = "-" if self.loss is None else f"{self.loss:.4f}"
+        return f"step {self.step}{of}  loss {loss}"
+
+
+def step_reports(events: list[dict[str, Any]]) -> list[StepReport]:
+    """The steps among a page of events (which come newest first), oldest first."""
+    found: dict[int, StepReport] = {}
+    for event in events:
+        data = event.get("data") or {}
+        if event.get("type") == "metrics" and isinstance(data.get("step"), int):
+            found.setdefault(
+                data["step"], StepReport(data["step"], data.get("total_steps"), data.get("train_loss"))
+            )
+    return [found[step] for step in sorted(found)]
+
+
+def _poll(client: ApiClient, job_id: str) -> tuple[dict[str, Any], list[StepReport]]:
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}")
+    page = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": EVENTS_PER_POLL})
+    return dict(job), step_reports(page["data"])
+
+
+def watch(client: ApiClient, job_id: str, out: Console) -> dict[str, Any]:
+    """Follows the fine-tune until it ends: a live bar of its steps with the latest loss on a
+    terminal; elsewhere (a pipe, a CI log) one line per status change and per step."""
+    try:
+        if out.is_terminal:
+            return _watch_bar(client, job_id, out)
+        return _watch_lines(client, job_id, out)
+    except KeyboardInterrupt:
+        # Only the watching stops: the fine-tune goes on training.
+        note(f"stopped watching; fine-tune {job_id} goes on: `suanli fine-tunes watch {job_id}`", out)
+        raise typer.Exit(130) from None
+
+
+def _watch_bar(client: ApiClient, job_id: str, out: Console) -> dict[str, Any]:
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"),
         TimeRemainingColumn(),
-        console=console(),
+        console=out,
     )
     with progress:
         task = progress.add_task("queued", total=None, loss="-")
         while True:
-            job = client.get(f"/v1/fine_tuning/jobs/{job_id}")
-            events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 20})["data"]
-            latest = next((e["data"] for e in events if e["type"] == "metrics" and e.get("data")), None)
-            if latest:
+            job, steps = _poll(client, job_id)
+            if steps:
+                latest = steps[-1]
                 progress.update(
                     task,
-                    total=latest["total_steps"],
-                    completed=latest["step"],
-                    loss=f"{latest['train_loss']:.4f}",
+                    total=latest.total_steps,
+                    completed=latest.step,
+                    loss="-" if latest.loss is None else f"{latest.loss:.4f}",
                 )
             progress.update(task, description=job["status"])
+            progress.refresh()  # drawn as polled, not at the bar's next tick
             if job["status"] in FINAL:
-                return dict(job)
+                return job
             time.sleep(POLL_S)
 
 
-def _report(job: dict[str, Any]) -> None:
+def _watch_lines(client: ApiClient, job_id: str, out: Console) -> dict[str, Any]:
+    status, printed = "", 0
+    while True:
+        job, steps = _poll(client, job_id)
+        if job["status"] != status and job["status"] not in FINAL:
+            status = job["status"]
+            out.print(f"fine-tune {job_id} {status}")
+        for report in steps:
+            # A resumed attempt reports the steps after its checkpoint again: each is shown once.
+            if report.step > printed:
+                out.print(report.line())
+                printed = report.step
+        if job["status"] in FINAL:
+            return job
+        time.sleep(POLL_S)
+
+
+def _report(job: dict[str, Any], out: Console) -> None:
     if job["status"] == "succeeded":
-        note(f"fine-tune {job['id']} succeeded: {job['fine_tuned_model']}")
+        note(f"fine-tune {job['id']} succeeded: {job['fine_tuned_model']}", out)
     else:
         reason = (job.get("error") or {}).get("message", "")
         error_console().print(f"fine-tune {job['id']} {job['status']}" + (f": {reason}" if reason else ""))
 
 
-@app.command("create")
+CREATE_EXAMPLES = """Examples:
+
+  suanli fine-tunes create --model smollm2-135m-instruct --file file-abc123 --suffix support --follow
+  suanli fine-tunes create -m smollm2-135m-instruct -f file-abc123 --epochs 3 --training full --json"""
+
+
+@app.command("create", epilog=CREATE_EXAMPLES)
 def create(
-    model: Annotated[str, typer.Option("--model", "-m", help="The base model (see `suanli models list`).")],
-    training_file: Annotated[
-        str, typer.Option("--file", "-f", help="A fine-tune file id (see `suanli files`).")
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="The base model to train (see `suanli models list`).")
     ],
-    validation_file: Annotated[str | None, typer.Option(help="A held-out file id.")] = None,
-    suffix: Annotated[str | None, typer.Option(help="Goes into the fine-tuned model's id.")] = None,
-    training: Annotated[Training, typer.Option(help="lora, qlora (CUDA GPU) or full.")] = Training.lora,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data (default: auto).")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Examples per step (default: auto).")] = None,
+    training_file: Annotated[
+        str,
+        typer.Option("--file", "-f", help="The training dataset's file id (see `suanli files list`)."),
+    ],
+    validation_file: Annotated[
+        str | None,
+        typer.Option(help="A held-out fine-tune file id; its loss is reported each epoch. Default: none."),
+    ] = None,
+    suffix: Annotated[
+        str | None,
+        typer.Option(help="A label in the fine-tuned model's id, ft:BASE:SUFFIX:JOB. Default: none."),
+    ] = None,
+    training: Annotated[
+        Training, typer.Option(help="lora, qlora (CUDA GPUs only) or full (every weight).")
+    ] = Training.lora,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Passes over the dataset. Default: auto (from its size).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Examples per optimizer step. Default: auto (4).")
+    ] = None,
     lr_multiplier: Annotated[
-        float | None, typer.Option(help="Scales the base learning rate (default: auto).")
+        float | None,
+        typer.Option(
+            help="Scales the method's base learning rate (lora 1e-3, full 1e-5). Default: auto (1)."
+        ),
     ] = None,
     gpu_type: Annotated[
-        str | None, typer.Option(help="A GPU type of the cluster (see `suanli gpus`).")
+        str | None, typer.Option(help="Train on slots of this type (see `suanli gpus`). Default: any.")
     ] = None,
-    follow: Annotated[bool, typer.Option("--follow", help="Show its progress until it ends.")] = False,
+    gpu_count: Annotated[int | None, typer.Option(min=1, help="Slots to train on. Default: 1.")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Stay until it ends, showing its steps and loss; exit 1 unless it succeeds.",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Start a fine-tune; with --follow, a progress bar with its loss until it ends."""
+    """Start a fine-tune of a base model on a dataset; --follow shows its steps and loss live."""
     body: dict[str, Any] = {
         "model": model,
         "training_file": training_file,
@@ -135,16 +243,25 @@ def create(
         body["validation_file"] = validation_file
     if suffix:
         body["suffix"] = suffix
-    if gpu_type:
-        body["metadata"] = {"gpu_type": gpu_type}
+    metadata = {key: str(value) for key, value in (("gpu_type", gpu_type), ("gpu_count", gpu_count)) if value}
+    if metadata:
+        body["metadata"] = metadata
     with open_client() as client:
         job = client.post("/v1/fine_tuning/jobs", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
         if not follow:
             print_json(job) if json_output else _show(job)
             return
-        note(f"created fine-tune {job['id']}")
-        job = watch(client, job["id"])
-    print_json(job) if json_output else _report(job)
+        out = progress_console(json_output)
+        note(f"created fine-tune {job['id']}", out)
+        job = watch(client, job["id"], out)
+    _finish(job, json_output)
+
+
+def _finish(job: dict[str, Any], json_output: bool) -> None:
+    if json_output:
+        print_json(job)
+    else:
+        _report(job, console())
     if job["status"] != "succeeded":
         raise typer.Exit(1)
 
@@ -175,20 +292,20 @@ def show(job_id: FineTuneId, json_output: JsonFlag = False) -> None:
 
 
 @app.command("watch")
-def watch_command(job_id: FineTuneId) -> None:
-    """Follow a fine-tune's progress and loss until it ends."""
+def watch_command(job_id: FineTuneId, json_output: JsonFlag = False) -> None:
+    """Follow a fine-tune's steps and loss until it ends; exit 1 unless it succeeds."""
     with open_client() as client:
-        job = watch(client, job_id)
-    _report(job)
+        job = watch(client, job_id, progress_console(json_output))
+    _finish(job, json_output)
 
 
 @app.command("events")
 def events(
     job_id: FineTuneId,
-    limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many events to show, newest first.")] = 20,
     json_output: JsonFlag = False,
 ) -> None:
-    """A fine-tune's events, newest first: status changes, steps with their loss, checkpoints."""
+    """Show a fine-tune's events, newest first: status changes, steps with their loss, checkpoints."""
     with open_client() as client:
         page = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": limit})
     if json_output:
@@ -211,8 +328,12 @@ def cancel(job_id: FineTuneId, json_output: JsonFlag = False) -> None:
 @app.command("evaluate")
 def evaluate(
     job_id: FineTuneId,
-    file: Annotated[str, typer.Option("--file", "-f", help="A held-out fine-tune file id.")],
-    max_examples: Annotated[int, typer.Option(min=1, help="Only the first this many examples.")] = 200,
+    file: Annotated[
+        str, typer.Option("--file", "-f", help="A held-out fine-tune file id: the examples to score.")
+    ],
+    max_examples: Annotated[
+        int, typer.Option(min=1, help="Score only the first this many examples of the file.")
+    ] = 200,
     json_output: JsonFlag = False,
 ) -> None:
     """Score the fine-tuned model and its base side by side (BLEU, exact match, accuracy)."""
@@ -222,7 +343,8 @@ def evaluate(
             json={"fine_tuning_job": job_id, "file": file, "max_examples": max_examples},
             headers={"Idempotency-Key": uuid.uuid4().hex},
         )
-        with console().status(f"evaluating {evaluation['model']} against {evaluation['compare_to']}"):
+        waiting = f"evaluating {evaluation['model']} against {evaluation['compare_to']}"
+        with progress_console(json_output).status(waiting):
             while evaluation["status"] not in FINAL:
                 time.sleep(POLL_S)
                 evaluation = client.get(f"/api/v1/evaluations/{evaluation['id']}")

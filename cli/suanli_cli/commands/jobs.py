@@ -16,6 +16,7 @@ from suanli_cli.output import (
     JsonFlag,
     console,
     error_console,
+    fail,
     fields,
     note,
     print_json,
@@ -25,7 +26,10 @@ from suanli_cli.output import (
 )
 from suanli_cli.sse import iter_sse
 
-app = typer.Typer(help="Submit, watch, list and cancel custom GPU jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Custom GPU jobs (a command on nodes x GPU slots): submit, follow the log, list, cancel.",
+    no_args_is_help=True,
+)
 
 JobId = Annotated[str, typer.Argument(metavar="ID", help="The job's id (see `suanli jobs list`).")]
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
@@ -100,32 +104,45 @@ def _report_end(end: dict[str, Any]) -> None:
     error_console().print(line)
 
 
-@app.command("submit")
+SUBMIT_EXAMPLES = """Examples:
+
+  suanli jobs submit --command "python train.py" --gpus-per-node 2 --follow
+  suanli jobs submit -c "torchrun train.py" --nodes 2 --gpus-per-node 8 --gpu-type A100-80G -e EPOCHS=3
+  suanli jobs submit -c "python sweep.py" --max-runtime-minutes 90 --json"""
+
+
+@app.command("submit", epilog=SUBMIT_EXAMPLES)
 def submit(
     command: Annotated[str, typer.Option("--command", "-c", help="Shell command to run on each node.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="A label to recognise the job by.")] = "",
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="A label to recognise the job by. Default: none.")
+    ] = "",
     job_type: Annotated[
         JobType, typer.Option(help="pytorch: torchrun-style env (RANK, WORLD_SIZE, MASTER_ADDR); mpi.")
     ] = JobType.pytorch,
-    nodes: Annotated[int, typer.Option(min=1, help="How many nodes.")] = 1,
+    nodes: Annotated[int, typer.Option(min=1, help="How many nodes to run it on.")] = 1,
     gpus_per_node: Annotated[int, typer.Option(min=1, help="GPU slots on each node.")] = 1,
     gpu_type: Annotated[
-        str | None, typer.Option(help="A GPU type of the cluster (see `suanli gpus`).")
+        str | None, typer.Option(help="Run on slots of this type (see `suanli gpus`). Default: any.")
     ] = None,
     env: Annotated[
         list[str] | None,
-        typer.Option("--env", "-e", help="NAME=VALUE for the job's environment (repeatable)."),
+        typer.Option(
+            "--env", "-e", help="NAME=VALUE in the job's environment; repeat it for more. Default: none."
+        ),
     ] = None,
     max_runtime_minutes: Annotated[
         int | None,
-        typer.Option(min=1, help="Stop it (timed_out) after this long; default: run to completion."),
+        typer.Option(
+            min=1, help="Stop it (as timed_out) after this many minutes. Default: run to completion."
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream its log until it ends; exit 1 unless it succeeded.")
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Submit a command as a job over nodes x GPU slots."""
+    """Submit a command to run as a job on nodes x GPU slots; --follow streams its log."""
     body: dict[str, Any] = {
         "name": name,
         "command": command,
@@ -204,6 +221,9 @@ def logs(
     json_output: JsonFlag = False,
 ) -> None:
     """Print a job's log, live as `node | line` until it ends (or what it printed so far)."""
+    if json_output and not follow:
+        # The log so far comes as the text the job printed: there is no JSON of it to give.
+        fail("--json needs --follow (--no-follow prints the log as plain text)", code=2)
     with open_client() as client:
         if not follow:
             with client.stream("GET", f"/api/v1/jobs/{job_id}/logs", params={"follow": "false"}) as response:

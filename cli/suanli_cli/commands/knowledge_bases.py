@@ -20,20 +20,34 @@ app = typer.Typer(
     help="Knowledge bases: documents, search, and answers with citations.", no_args_is_help=True
 )
 
-KnowledgeBaseId = Annotated[str, typer.Argument(metavar="KB", help="The knowledge base's id (vs_...).")]
+KnowledgeBaseId = Annotated[
+    str, typer.Argument(metavar="KB", help="The knowledge base's id, vs_... (see `suanli kb list`).")
+]
+EXAMPLES = """Examples:
+
+  suanli kb create handbook
+  suanli kb add vs_abc123 handbook.pdf faq.md
+  suanli kb ask vs_abc123 "How many days of leave do I get?"
+"""
 POLL_S = 0.5
 UPLOAD_TIMEOUT_S = 600.0
 ASK_READ_TIMEOUT_S = 300.0
 
 
-@app.command("create")
+@app.command("create", epilog=EXAMPLES)
 def create(
-    name: Annotated[str, typer.Argument(help="A name for it.")],
+    name: Annotated[str, typer.Argument(help="A name to recognise it by.")],
     model: Annotated[
-        str | None, typer.Option(help="The deployed chat model that answers; default the seed model.")
+        str | None,
+        typer.Option(help="The deployed chat model that answers its questions. Default: the seed model."),
     ] = None,
-    chunk_size: Annotated[int | None, typer.Option(min=16, max=224, help="Tokens per chunk.")] = None,
-    chunk_overlap: Annotated[int, typer.Option(min=0, help="Tokens shared by neighbouring chunks.")] = 40,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(min=16, max=224, help="Tokens per chunk of a document. Default: the server's choice."),
+    ] = None,
+    chunk_overlap: Annotated[
+        int, typer.Option(min=0, help="Tokens neighbouring chunks share (with --chunk-size).")
+    ] = 40,
     json_output: JsonFlag = False,
 ) -> None:
     """Create a knowledge base (an OpenAI vector store: the same id works in /v1/vector_stores)."""
@@ -78,11 +92,14 @@ def list_knowledge_bases(json_output: JsonFlag = False) -> None:
 
 
 @app.command("delete")
-def delete(kb_id: KnowledgeBaseId) -> None:
+def delete(kb_id: KnowledgeBaseId, json_output: JsonFlag = False) -> None:
     """Delete a knowledge base and every chunk of its documents (the uploaded files stay)."""
     with open_client() as client:
-        client.delete(f"/v1/vector_stores/{kb_id}")
-    note(f"knowledge base {kb_id} deleted")
+        deleted = client.delete(f"/v1/vector_stores/{kb_id}")
+    if json_output:
+        print_json(deleted)
+    else:
+        note(f"knowledge base {kb_id} deleted")
 
 
 def _follow(
@@ -121,7 +138,7 @@ def _follow(
     return list(settled.values())
 
 
-@app.command("add")
+@app.command("add", epilog=EXAMPLES)
 def add(
     kb_id: KnowledgeBaseId,
     paths: Annotated[
@@ -131,10 +148,10 @@ def add(
             exists=True,
             dir_okay=False,
             readable=True,
-            help="PDF, DOCX, HTML, Markdown, text or CSV.",
+            help="Documents to add: PDF, DOCX, HTML, Markdown, text or CSV.",
         ),
     ],
-    timeout: Annotated[float, typer.Option(help="How long to wait for indexing, in seconds.")] = 1800.0,
+    timeout: Annotated[float, typer.Option(help="How long to wait for the indexing, in seconds.")] = 1800.0,
     json_output: JsonFlag = False,
 ) -> None:
     """Upload documents and add them; waits while they are indexed. Exit 1 if any fails."""
@@ -168,11 +185,13 @@ def add(
 @app.command("search")
 def search(
     kb_id: KnowledgeBaseId,
-    query: Annotated[str, typer.Argument(help="What to look for.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=50)] = 5,
+    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=50, help="How many passages to show.")
+    ] = 5,
     json_output: JsonFlag = False,
 ) -> None:
-    """The passages that best match the query (by meaning and by words)."""
+    """Show the passages that best match a query (by meaning and by words)."""
     with open_client() as client:
         results = client.post(
             f"/v1/vector_stores/{kb_id}/search", json={"query": query, "max_num_results": top_k}
@@ -188,14 +207,17 @@ def search(
         out.print()
 
 
-@app.command("ask")
+@app.command("ask", epilog=EXAMPLES)
 def ask(
     kb_id: KnowledgeBaseId,
-    question: Annotated[str, typer.Argument(help="The question.")],
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
     model: Annotated[
-        str | None, typer.Option(help="Another deployed chat model than the knowledge base's.")
+        str | None,
+        typer.Option(help="Answer with this deployed chat model. Default: the knowledge base's."),
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=20)] = 5,
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=20, help="How many passages the answer draws on.")
+    ] = 5,
     json_output: JsonFlag = False,
 ) -> None:
     """Answer a question from the documents; the answer streams, then its citations."""

@@ -24,7 +24,10 @@ from suanli_cli.output import (
     when,
 )
 
-app = typer.Typer(help="List, inspect, register and download models.", no_args_is_help=True)
+app = typer.Typer(
+    help="The model repository (base models, fine-tunes, adapters): list, inspect, register, download.",
+    no_args_is_help=True,
+)
 
 ModelId = Annotated[str, typer.Argument(metavar="ID", help="The model's id (see `suanli models list`).")]
 SOURCE_PREFIXES = ("path:", "hf:")
@@ -35,6 +38,13 @@ DOWNLOAD_TIMEOUT_S = 300.0
 class Visibility(StrEnum):
     public = "public"
     private = "private"
+
+
+class ModelKind(StrEnum):
+    base = "base"
+    fine_tuned = "fine_tuned"
+    adapter = "adapter"
+    embedding = "embedding"
 
 
 def model_path(model_id: str) -> str:
@@ -126,19 +136,27 @@ def register(
         ),
     ],
     model_id: Annotated[
-        str | None, typer.Option("--id", help="The model's id (default: one is made).")
+        str | None,
+        typer.Option("--id", help="The model's id (letters, digits, '._:/-'). Default: one is made."),
     ] = None,
     visibility: Annotated[
         Visibility, typer.Option(help="public: every user sees it; private: only you.")
     ] = Visibility.private,
-    kind: Annotated[str, typer.Option(help="base, fine_tuned, adapter or embedding.")] = "base",
+    kind: Annotated[
+        ModelKind, typer.Option(help="What it is: a base model, a fine-tune, a LoRA adapter or an embedder.")
+    ] = ModelKind.base,
     base_model: Annotated[
-        str | None, typer.Option("--base-model", help="The base model's id (adapters need one).")
+        str | None,
+        typer.Option("--base-model", help="The base model's id (adapters need one). Default: none."),
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Register a model from a local folder or Hugging Face cache (admins only)."""
-    body: dict[str, Any] = {"source": as_source(path_or_source), "visibility": visibility.value, "kind": kind}
+    body: dict[str, Any] = {
+        "source": as_source(path_or_source),
+        "visibility": visibility.value,
+        "kind": kind.value,
+    }
     if model_id:
         body["id"] = model_id
     if base_model:
@@ -161,10 +179,12 @@ def _filename(disposition: str | None, fallback: str) -> str:
 def download(
     model_id: ModelId,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Where to write it (default: ID.tar here).")
+        Path | None,
+        typer.Option("--output", "-o", help="The file to write. Default: ID.tar (or the file's name) here."),
     ] = None,
     path: Annotated[
-        str | None, typer.Option("--path", help="Only this file of the model (relative to its folder).")
+        str | None,
+        typer.Option("--path", help="Only this file of the model, relative to its folder. Default: all."),
     ] = None,
 ) -> None:
     """Download a model's folder as a tar (or one of its files), with a progress bar."""

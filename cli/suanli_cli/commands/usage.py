@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from suanli_cli.client import open_client
-from suanli_cli.output import JsonFlag, fields, human_bytes, note, print_json, table, when
+from suanli_cli.output import JsonFlag, exclusive, fields, human_bytes, note, print_json, table, when
 
 DEFAULT_DAYS = 30
 
@@ -61,13 +61,17 @@ def usage(
         str | None,
         typer.Option("--to", help="End: a date (counted whole) or date and time. Default: today."),
     ] = None,
-    group_by: Annotated[Grouping, typer.Option("--group-by", help="How to split the usage.")] = Grouping.day,
+    group_by: Annotated[
+        Grouping, typer.Option("--group-by", help="What each row of the report adds up.")
+    ] = Grouping.day,
     as_csv: Annotated[
-        bool, typer.Option("--csv", help="Print the report as CSV (redirect it to a file) instead.")
+        bool,
+        typer.Option("--csv", help="Print the report as CSV instead of a table (redirect it to a file)."),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Show your usage over a period: GPU hours, requests, tokens and their cost."""
+    exclusive(csv=as_csv, json=json_output)
     default_from, default_to = default_period()
     params = {"from": from_ or default_from, "to": to or default_to, "group_by": group_by.value}
     with open_client() as client:

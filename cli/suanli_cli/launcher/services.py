@@ -48,6 +48,11 @@ def service_env(settings: LauncherSettings, parent_env: Mapping[str, str]) -> di
         "SUANLI_SCHEDULER_ADDRESS": f"127.0.0.1:{settings.scheduler_grpc_port}",
         "SUANLI_RAG_GRPC_PORT": str(settings.rag_grpc_port),
         "SUANLI_RAG_ADDRESS": f"127.0.0.1:{settings.rag_grpc_port}",
+        "SUANLI_AUTH_METRICS_PORT": str(settings.auth_metrics_port),
+        "SUANLI_CATALOG_METRICS_PORT": str(settings.catalog_metrics_port),
+        "SUANLI_SCHEDULER_METRICS_PORT": str(settings.scheduler_metrics_port),
+        "SUANLI_RAG_METRICS_PORT": str(settings.rag_metrics_port),
+        "SUANLI_AGENT_METRICS_PORT": str(settings.agent_metrics_port),
         "SUANLI_SERVE_PORT": str(settings.serve_port),
         # Children write through a pipe: without this their output would come in 8 KiB bursts.
         "PYTHONUNBUFFERED": "1",

@@ -18,6 +18,15 @@ class LauncherSettings(ServiceSettings):
     catalog_grpc_port: int = Field(50052, description="Port of the catalog gRPC API")
     scheduler_grpc_port: int = Field(50053, description="Port of the scheduler gRPC API")
     rag_grpc_port: int = Field(50054, description="Port of the rag gRPC API")
+    auth_metrics_port: int = Field(9461, description="Port of auth's Prometheus /metrics (0: off)")
+    catalog_metrics_port: int = Field(9462, description="Port of the catalog's Prometheus /metrics (0: off)")
+    scheduler_metrics_port: int = Field(
+        9463, description="Port of the scheduler's Prometheus /metrics (0: off)"
+    )
+    rag_metrics_port: int = Field(9464, description="Port of rag's Prometheus /metrics (0: off)")
+    agent_metrics_port: int = Field(
+        9465, description="Port of this node's trainer agent's Prometheus /metrics (0: off)"
+    )
     serve_port: int = Field(8000, description="Port of Ray Serve's HTTP proxy (the gateway's upstream)")
     serving: bool = Field(
         True,

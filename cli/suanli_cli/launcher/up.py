@@ -30,7 +30,14 @@ def port_claims(settings: LauncherSettings) -> list[PortClaim]:
         PortClaim(settings.catalog_grpc_port, "catalog gRPC", "SUANLI_CATALOG_GRPC_PORT"),
         PortClaim(settings.scheduler_grpc_port, "scheduler gRPC", "SUANLI_SCHEDULER_GRPC_PORT"),
         PortClaim(settings.rag_grpc_port, "rag gRPC", "SUANLI_RAG_GRPC_PORT"),
+        PortClaim(settings.auth_metrics_port, "auth metrics", "SUANLI_AUTH_METRICS_PORT"),
+        PortClaim(settings.catalog_metrics_port, "catalog metrics", "SUANLI_CATALOG_METRICS_PORT"),
+        PortClaim(settings.scheduler_metrics_port, "scheduler metrics", "SUANLI_SCHEDULER_METRICS_PORT"),
+        PortClaim(settings.rag_metrics_port, "rag metrics", "SUANLI_RAG_METRICS_PORT"),
+        PortClaim(settings.agent_metrics_port, "trainer-agent metrics", "SUANLI_AGENT_METRICS_PORT"),
     ]
+    # 0 turns a metrics endpoint off: nothing to claim.
+    claims = [claim for claim in claims if claim.port != 0]
     if settings.serving:
         claims.append(PortClaim(settings.serve_port, "Ray Serve HTTP", "SUANLI_SERVE_PORT"))
     if not settings.uses_external_nats:

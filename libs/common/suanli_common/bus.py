@@ -30,8 +30,10 @@ from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from google.protobuf.message import Message
 from nats.js.errors import BadRequestError
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from suanli_common.ids import new_id
+from suanli_common.metrics import nats_metrics_middleware
 from suanli_common.proto.suanli.v1.events_pb2 import EventEnvelope
 
 DAY = 24 * 3600.0
@@ -63,8 +65,12 @@ STREAMS = (EVENTS, WORK, LOGS, METRICS)
 P = TypeVar("P", bound=Message)
 
 
-def make_broker(nats_url: str, *, service: str) -> NatsBroker:
-    """A broker that reconnects forever and traces every publish and consume."""
+def make_broker(nats_url: str, *, service: str, metrics: CollectorRegistry | None = None) -> NatsBroker:
+    """A broker that reconnects forever and traces every publish and consume; with a registry, it
+    also counts and times them there (FastStream's `faststream_*` metrics)."""
+    middlewares: list[Any] = [NatsTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())]
+    if metrics is not None:
+        middlewares.append(nats_metrics_middleware(metrics, service))
     return NatsBroker(
         nats_url.split(","),
         name=f"suanli-{service}",
@@ -72,18 +78,19 @@ def make_broker(nats_url: str, *, service: str) -> NatsBroker:
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=2,
-        middlewares=[NatsTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
+        middlewares=middlewares,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         log_level=10,
     )
 
 
-async def declare_streams(broker: NatsBroker) -> None:
-    """Creates the streams, or brings their subjects and limits up to date (idempotent; every
-    service calls it at start, so the first one up makes them)."""
+async def declare_streams(broker: NatsBroker, replicas: int = 1) -> None:
+    """Creates the streams, or brings their subjects, limits and replicas up to date (idempotent;
+    every service calls it at start, so the first one up makes them). `replicas` is 3 on a
+    clustered NATS (R3: a stream survives the loss of a server), 1 on one server."""
     js = broker.config.connection_state.stream
     for stream in STREAMS:
-        config = dataclasses.replace(stream.config, subjects=list(stream.subjects))
+        config = dataclasses.replace(stream.config, subjects=list(stream.subjects), num_replicas=replicas)
         try:
             await js.add_stream(config=config)
         except BadRequestError:  # exists with another config

@@ -9,7 +9,9 @@ on the caller's side, so the gateway renders the error the owning service meant.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -17,9 +19,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from prometheus_client import CollectorRegistry
 
 from suanli_common.errors import SuanliError, error_class_for_grpc, error_class_named
 from suanli_common.logging import get_logger
+from suanli_common.metrics import GrpcServerMetrics, status_of
 
 log = get_logger(__name__)
 
@@ -40,9 +44,65 @@ async def _abort_with(context: grpc.aio.ServicerContext, exc: SuanliError) -> No
     await context.abort(exc.grpc_code, exc.message, trailing_metadata=tuple(meta))
 
 
+Around = Callable[[grpc.aio.ServicerContext], contextlib.AbstractAsyncContextManager[None]]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    """The same method handler with each call run inside `around(context)`: unary calls,
+    client-streaming uploads, server-streaming downloads and bidirectional streams alike."""
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with around(context):
+                return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_behavior, **codec)
+    if handler.stream_unary is not None:
+        upload = handler.stream_unary
+
+        async def upload_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with around(context):
+                return await upload(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(upload_behavior, **codec)
+    if handler.unary_stream is not None:
+        download = handler.unary_stream
+
+        async def download_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with around(context):
+                async for item in _responses(download(request, context)):
+                    yield item
+
+        return grpc.unary_stream_rpc_method_handler(download_behavior, **codec)
+    if handler.stream_stream is not None:
+        both = handler.stream_stream
+
+        async def both_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with around(context):
+                async for item in _responses(both(requests, context)):
+                    yield item
+
+        return grpc.stream_stream_rpc_method_handler(both_behavior, **codec)
+    return handler
+
+
+async def _responses(result: Any) -> AsyncIterator[Any]:
+    """A streaming method's responses: it is an async generator, or a coroutine that sends them
+    itself with `context.write` (grpc.aio allows both)."""
+    if inspect.isawaitable(result):
+        await result
+        return
+    async for item in result:
+        yield item
+
+
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `SuanliError` to a gRPC status; any other exception is logged and becomes INTERNAL.
-    Covers unary calls, client-streaming uploads and server-streaming downloads alike."""
+    """Maps `SuanliError` to a gRPC status; any other exception is logged and becomes INTERNAL."""
 
     async def intercept_service(
         self,
@@ -66,36 +126,41 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 log.exception("unhandled error in gRPC method", method=method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
+        return wrap_handler(handler, mapped_errors)
 
-            async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with mapped_errors(context):
-                    return await unary(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(unary_behavior, **codec)
-        if handler.stream_unary is not None:
-            upload = handler.stream_unary
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts and times every call by method and final status code. The outermost interceptor,
+    so it sees the status the domain-error mapping aborted with."""
 
-            async def upload_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with mapped_errors(context):
-                    return await upload(requests, context)
+    def __init__(self, metrics: GrpcServerMetrics) -> None:
+        self._metrics = metrics
 
-            return grpc.stream_unary_rpc_method_handler(upload_behavior, **codec)
-        if handler.unary_stream is not None:
-            download = handler.unary_stream
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED, with no label to grow
+            return handler
+        # "/suanli.v1.AuthService/Login" -> "suanli.v1.AuthService/Login"
+        method = details.method.lstrip("/")
+        metrics = self._metrics
 
-            async def download_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with mapped_errors(context):
-                    async for item in download(request, context):
-                        yield item
+        @contextlib.asynccontextmanager
+        async def measured(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                yield
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                metrics.observe(method, status_of(context, error), time.perf_counter() - started)
 
-            return grpc.unary_stream_rpc_method_handler(download_behavior, **codec)
-        return handler
+        return wrap_handler(handler, measured)
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError) -> SuanliError:
@@ -209,10 +274,17 @@ def make_channel(
     )
 
 
-def make_server(port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+def make_server(
+    port: int, host: str = "127.0.0.1", *, metrics: CollectorRegistry | None = None
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     """A traced server with domain-error mapping and the standard health service (SERVING by
-    default; a service may set NOT_SERVING while it cannot do its work)."""
-    server = grpc.aio.server(interceptors=[aio_server_interceptor(), DomainErrorInterceptor()])
+    default; a service may set NOT_SERVING while it cannot do its work); with a registry, every
+    call is counted and timed in it."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor(), DomainErrorInterceptor()]
+    if metrics is not None:
+        # Outermost: it sees the status code the domain errors were mapped to.
+        interceptors.insert(0, MetricsInterceptor(GrpcServerMetrics.register(metrics)))
+    server = grpc.aio.server(interceptors=interceptors)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")

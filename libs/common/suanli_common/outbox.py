@@ -22,7 +22,7 @@ from suanli_common.bus import EventPublisher, encode_event
 from suanli_common.db import Database
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1.events_pb2 import EventEnvelope
-from suanli_common.telemetry import inject_trace_headers
+from suanli_common.telemetry import current_traceparent
 
 log = get_logger(__name__)
 _tracer = trace.get_tracer("suanli.outbox")
@@ -56,7 +56,7 @@ class Outbox:
         row = self._table()
         row.id = envelope.id
         row.envelope = envelope.SerializeToString()
-        row.traceparent = inject_trace_headers().get("traceparent", "")
+        row.traceparent = current_traceparent()
         row.created_at = envelope.time.ToDatetime(UTC)
         session.add(row)
         # Wake the relay when this unit of work commits, not before: it would find nothing yet.

@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
 
     home: Path = Field(Path("./var"), description="Root of all embedded state")
     nats_url: str = Field(f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}", description="NATS server(s)")
+    nats_stream_replicas: int = Field(
+        1, ge=1, le=5, description="JetStream replicas of each stream: 3 on a NATS cluster, 1 on one server"
+    )
     database_url: str | None = Field(
         None,
         description="SQLAlchemy async URL (postgresql+asyncpg://...); default: SQLite per service",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from suanli_auth.api import AuthServicer
 from suanli_auth.mailer import make_mailer
@@ -28,6 +29,7 @@ from suanli_common.bus import EventPublisher, declare_streams, make_broker
 from suanli_common.db import Database
 from suanli_common.grpc import make_server
 from suanli_common.logging import get_logger
+from suanli_common.metrics import serving_metrics
 from suanli_common.outbox import Outbox
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import auth_pb2_grpc
@@ -47,10 +49,12 @@ class RunningAuth:
 
 
 @contextlib.asynccontextmanager
-async def running_auth(settings: AuthSettings, clock: Clock = utc_now) -> AsyncIterator[RunningAuth]:
+async def running_auth(
+    settings: AuthSettings, clock: Clock = utc_now, metrics: CollectorRegistry | None = None
+) -> AsyncIterator[RunningAuth]:
     """The whole service, serving gRPC until the block ends (also what the tests start)."""
     db = Database(settings.resolved_database_url)
-    broker = make_broker(settings.nats_url, service=settings.service_name)
+    broker = make_broker(settings.nats_url, service=settings.service_name, metrics=metrics)
     server: grpc.aio.Server | None = None
     relay: asyncio.Task[None] | None = None
     try:
@@ -63,7 +67,7 @@ async def running_auth(settings: AuthSettings, clock: Clock = utc_now) -> AsyncI
         )
         await metering.prices.seed(settings.seed_prices())
         await broker.connect()
-        await declare_streams(broker)
+        await declare_streams(broker, settings.nats_stream_replicas)
         subscribe_metering(broker, metering.ledger)  # subscribers come before start
         await broker.start()
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="auth"), source="auth")
@@ -82,7 +86,7 @@ async def running_auth(settings: AuthSettings, clock: Clock = utc_now) -> AsyncI
             settings,
             clock,
         )
-        server, _health = make_server(settings.auth_grpc_port, settings.auth_grpc_host)
+        server, _health = make_server(settings.auth_grpc_port, settings.auth_grpc_host, metrics=metrics)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(service, metering), server)
         await server.start()
         address = f"{settings.auth_grpc_host}:{settings.auth_grpc_port}"
@@ -100,7 +104,13 @@ async def running_auth(settings: AuthSettings, clock: Clock = utc_now) -> AsyncI
 
 
 async def serve(settings: AuthSettings) -> None:
-    async with running_auth(settings):
+    metrics = CollectorRegistry()
+    async with (
+        running_auth(settings, metrics=metrics),
+        serving_metrics(
+            metrics, settings.auth_grpc_host, settings.auth_metrics_port, setting="SUANLI_AUTH_METRICS_PORT"
+        ),
+    ):
         await asyncio.Event().wait()  # until cancelled by SIGTERM / SIGINT
 
 

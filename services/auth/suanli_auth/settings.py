@@ -22,6 +22,9 @@ class AuthSettings(ServiceSettings):
 
     auth_grpc_port: int = Field(50051, description="Port of the AuthService gRPC API")
     auth_grpc_host: str = Field("127.0.0.1", description="Interface the gRPC API binds to")
+    auth_metrics_port: int = Field(
+        9461, ge=0, description="Port of Prometheus /metrics, on the gRPC API's interface (0: off)"
+    )
     token_ttl_s: int = Field(3600, gt=0, description="Lifetime of an access token in seconds")
     token_issuer: str = Field("suanli", description="`iss` claim of access tokens")
     email_code_ttl_s: int = Field(600, gt=0, description="Lifetime of an e-mailed sign-in code")

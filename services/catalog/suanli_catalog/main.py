@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from suanli_catalog.api import CatalogServicer
 from suanli_catalog.events import subscribe_job_outputs
@@ -25,6 +26,7 @@ from suanli_common.bus import EventPublisher, declare_streams, make_broker
 from suanli_common.db import Database
 from suanli_common.grpc import make_server
 from suanli_common.logging import get_logger
+from suanli_common.metrics import serving_metrics
 from suanli_common.outbox import Outbox
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import catalog_pb2_grpc
@@ -81,17 +83,19 @@ async def seed_models(models: ModelsService, models_dir: Path, seeds: Sequence[S
 
 @contextlib.asynccontextmanager
 async def running_catalog(
-    settings: CatalogSettings, seeds: Sequence[SeedModel] = (TINY, MINILM, SMOLLM2)
+    settings: CatalogSettings,
+    seeds: Sequence[SeedModel] = (TINY, MINILM, SMOLLM2),
+    metrics: CollectorRegistry | None = None,
 ) -> AsyncIterator[RunningCatalog]:
     """The whole service, serving gRPC until the block ends (also what the tests start)."""
     db = Database(settings.resolved_database_url)
-    broker = make_broker(settings.nats_url, service=settings.service_name)
+    broker = make_broker(settings.nats_url, service=settings.service_name, metrics=metrics)
     server: grpc.aio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         await db.migrate(MIGRATIONS, version_table=VERSION_TABLE)
         await broker.connect()
-        await declare_streams(broker)
+        await declare_streams(broker, settings.nats_stream_replicas)
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="catalog"), source="catalog")
         subscribe_job_outputs(broker, JobOutputs(db, outbox))  # subscribers come before start
         await broker.start()
@@ -106,7 +110,7 @@ async def running_catalog(
             max_upload_bytes=settings.max_upload_bytes,
             url_ttl_s=settings.artifact_url_ttl_s,
         )
-        server, _health = make_server(settings.catalog_grpc_port, settings.catalog_grpc_host)
+        server, _health = make_server(settings.catalog_grpc_port, settings.catalog_grpc_host, metrics=metrics)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(models, files), server)
         await server.start()
         address = f"{settings.catalog_grpc_host}:{settings.catalog_grpc_port}"
@@ -130,7 +134,16 @@ async def running_catalog(
 
 
 async def serve(settings: CatalogSettings) -> None:
-    async with running_catalog(settings):
+    metrics = CollectorRegistry()
+    async with (
+        running_catalog(settings, metrics=metrics),
+        serving_metrics(
+            metrics,
+            settings.catalog_grpc_host,
+            settings.catalog_metrics_port,
+            setting="SUANLI_CATALOG_METRICS_PORT",
+        ),
+    ):
         await asyncio.Event().wait()  # until cancelled by SIGTERM / SIGINT
 
 

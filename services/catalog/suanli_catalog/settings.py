@@ -15,6 +15,9 @@ class CatalogSettings(ServiceSettings):
 
     catalog_grpc_port: int = Field(50052, description="Port of the CatalogService gRPC API")
     catalog_grpc_host: str = Field("127.0.0.1", description="Interface the gRPC API binds to")
+    catalog_metrics_port: int = Field(
+        9462, ge=0, description="Port of Prometheus /metrics, on the gRPC API's interface (0: off)"
+    )
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest accepted file upload")
     seed_models: bool = Field(
         True, description="Build the tiny test model and convert SmolLM2 on first start"

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from suanli_inference_gateway import health
 from suanli_inference_gateway.dependencies import GatewayDeps
 from suanli_inference_gateway.errors import install_error_handlers
+from suanli_inference_gateway.metrics import instrument_http
 from suanli_inference_gateway.openai.files.router import router as files_router
 from suanli_inference_gateway.openai.fine_tuning.router import router as fine_tuning_router
 from suanli_inference_gateway.openai.inference.router import router as inference_router
@@ -21,6 +23,8 @@ from suanli_inference_gateway.platform.billing.router import router as billing_r
 from suanli_inference_gateway.platform.deployments.router import router as deployments_router
 from suanli_inference_gateway.platform.evaluations.router import router as evaluations_router
 from suanli_inference_gateway.platform.gpus.router import router as gpus_router
+from suanli_inference_gateway.platform.instances.proxy import router as instance_proxy_router
+from suanli_inference_gateway.platform.instances.router import router as instances_router
 from suanli_inference_gateway.platform.jobs.router import router as jobs_router
 from suanli_inference_gateway.platform.knowledge_bases.router import router as knowledge_bases_router
 from suanli_inference_gateway.platform.models.router import router as models_router
@@ -46,6 +50,7 @@ def platform_router() -> APIRouter:
     router.include_router(usage_router)
     router.include_router(billing_router)
     router.include_router(quotas_router)
+    router.include_router(instances_router)
     return router
 
 
@@ -71,7 +76,11 @@ def console_app(files: StaticFiles) -> ASGIApp:
     return console
 
 
-def create_app(settings: GatewaySettings, deps: GatewayDeps) -> FastAPI:
+def create_app(
+    settings: GatewaySettings, deps: GatewayDeps, metrics: CollectorRegistry | None = None
+) -> FastAPI:
+    """The app; its /metrics serves `metrics` (the process's registry, which the bus and the
+    usage counter record into too), or a registry of its own."""
     app = FastAPI(
         title="Suanli API",
         version="1",
@@ -86,10 +95,12 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps) -> FastAPI:
     app.include_router(health.router)
     app.include_router(platform_router())
     app.include_router(openai_router())
+    app.include_router(instance_proxy_router)  # /instances/{id}/: each instance's own server
     if settings.web_dir is not None and settings.web_dir.is_dir():
         # The console is the router's fallback rather than a mount at "/": a mount matches
         # every path fully and would answer a wrong method on an API route with its own 405.
         app.router.default = console_app(StaticFiles(directory=settings.web_dir, html=True))
+    instrument_http(app, metrics if metrics is not None else CollectorRegistry())
     # No spans per ASGI send/receive: they double a request's tracing cost and say nothing the
     # request span does not.
     FastAPIInstrumentor.instrument_app(

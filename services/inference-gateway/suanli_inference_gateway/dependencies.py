@@ -14,6 +14,7 @@ from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.clients.auth import AuthApi
 from suanli_inference_gateway.clients.catalog import CatalogApi
 from suanli_inference_gateway.clients.deployments import DeploymentsApi
+from suanli_inference_gateway.clients.instances import InstancesApi
 from suanli_inference_gateway.clients.job_logs import JobLogs
 from suanli_inference_gateway.clients.job_metrics import JobMetrics
 from suanli_inference_gateway.clients.rag import RagApi
@@ -22,6 +23,7 @@ from suanli_inference_gateway.ratelimit import SignInLimiter
 
 if TYPE_CHECKING:
     from suanli_inference_gateway.openai.inference.service import Inference
+    from suanli_inference_gateway.platform.instances.proxy import InstanceProxy
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 
@@ -41,6 +43,8 @@ class GatewayDeps:
     deployments: DeploymentsApi | None = None
     inference: Inference | None = None
     rag: RagApi | None = None
+    instances: InstancesApi | None = None
+    instance_proxy: InstanceProxy | None = None  # serves /instances/{id}/
 
 
 def gateway_deps(request: Request) -> GatewayDeps:
@@ -81,3 +85,10 @@ def require_rag(request: Request) -> RagApi:
     if rag is None:
         raise Unavailable("knowledge bases are not available on this gateway")
     return rag
+
+
+def require_instances(request: Request) -> InstancesApi:
+    instances = gateway_deps(request).instances
+    if instances is None:
+        raise Unavailable("instances are not available on this gateway")
+    return instances

@@ -11,6 +11,7 @@ import grpc
 import httpx
 import uvicorn
 from faststream.nats import NatsBroker
+from prometheus_client import CollectorRegistry
 
 from suanli_common.bus import Event, EventPublisher, declare_streams, make_broker, subscribe_events
 from suanli_common.grpc import check_health, make_channel
@@ -27,6 +28,8 @@ from suanli_inference_gateway.clients.catalog import CATALOG_SERVICE, CatalogCli
 from suanli_inference_gateway.clients.catalog import IDEMPOTENT_METHODS as CATALOG_IDEMPOTENT_METHODS
 from suanli_inference_gateway.clients.deployments import IDEMPOTENT_METHODS as DEPLOYMENT_IDEMPOTENT_METHODS
 from suanli_inference_gateway.clients.deployments import DeploymentsClient, deployment_of
+from suanli_inference_gateway.clients.instances import IDEMPOTENT_METHODS as INSTANCE_IDEMPOTENT_METHODS
+from suanli_inference_gateway.clients.instances import InstancesClient
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
 from suanli_inference_gateway.clients.job_metrics import JetStreamJobMetrics
 from suanli_inference_gateway.clients.rag import IDEMPOTENT_METHODS as RAG_IDEMPOTENT_METHODS
@@ -35,12 +38,14 @@ from suanli_inference_gateway.clients.scheduler import IDEMPOTENT_METHODS as SCH
 from suanli_inference_gateway.clients.scheduler import SCHEDULER_SERVICE, SchedulerClient
 from suanli_inference_gateway.dependencies import GatewayDeps, ReadyCheck
 from suanli_inference_gateway.health import model_ready_check
+from suanli_inference_gateway.metrics import TokenMetrics
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
 from suanli_inference_gateway.openai.inference.quota import TokenQuotaGate
 from suanli_inference_gateway.openai.inference.routing import RoutingTable, keep_in_sync
 from suanli_inference_gateway.openai.inference.service import Inference
 from suanli_inference_gateway.openai.inference.upstream import Upstream
 from suanli_inference_gateway.openai.inference.usage import EventUsageSink
+from suanli_inference_gateway.platform.instances.proxy import InstanceProxy
 from suanli_inference_gateway.ratelimit import SignInLimiter
 from suanli_inference_gateway.settings import GatewaySettings
 
@@ -70,7 +75,8 @@ def _grpc_check(channel: grpc.aio.Channel, timeout: float) -> ReadyCheck:
 
 
 async def serve(settings: GatewaySettings) -> None:
-    broker = make_broker(settings.nats_url, service="gateway")
+    metrics = CollectorRegistry()
+    broker = make_broker(settings.nats_url, service="gateway", metrics=metrics)
     key_cache = ApiKeyCache(
         settings.key_cache_ttl_s,
         negative_ttl_s=settings.key_cache_negative_ttl_s,
@@ -94,7 +100,9 @@ async def serve(settings: GatewaySettings) -> None:
         settings.scheduler_address,
         timeout=settings.grpc_timeout_s,
         service=SCHEDULER_SERVICE,
-        idempotent_methods=SCHEDULER_IDEMPOTENT_METHODS + DEPLOYMENT_IDEMPOTENT_METHODS,
+        idempotent_methods=(
+            SCHEDULER_IDEMPOTENT_METHODS + DEPLOYMENT_IDEMPOTENT_METHODS + INSTANCE_IDEMPOTENT_METHODS
+        ),
     )
     channels["rag"] = rag_channel = make_channel(
         settings.rag_address,
@@ -131,9 +139,15 @@ async def serve(settings: GatewaySettings) -> None:
             limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
         ),
     )
+    # Instances' servers are on nodes' own interfaces: no proxy from the environment applies.
+    instance_client = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.instance_proxy_timeout_s, connect=5.0), trust_env=False
+    )
+    authenticator = Authenticator(auth, key_cache)
+    instances = InstancesClient(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel))
     deps = GatewayDeps(
         auth=auth,
-        authenticator=Authenticator(auth, key_cache),
+        authenticator=authenticator,
         signin_limiter=SignInLimiter.per_minute(
             settings.signin_limit_per_ip, settings.signin_limit_per_account, settings.signin_window_s
         ),
@@ -150,16 +164,18 @@ async def serve(settings: GatewaySettings) -> None:
             limits=InferenceLimits(
                 settings.inference_requests_per_minute, settings.inference_tokens_per_minute
             ),
-            usage=EventUsageSink(EventPublisher(broker, "gateway")),
+            usage=EventUsageSink(EventPublisher(broker, "gateway"), TokenMetrics.register(metrics)),
             quota=TokenQuotaGate(
                 auth, settings.quota_cache_s, lookup_timeout_s=settings.quota_lookup_timeout_s
             ),
         ),
         rag=RagClient(rag_pb2_grpc.RagServiceStub(rag_channel)),
+        instances=instances,
+        instance_proxy=InstanceProxy(instances, authenticator, instance_client),
     )
     server = _Server(
         uvicorn.Config(
-            create_app(settings, deps),
+            create_app(settings, deps, metrics),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,
@@ -170,7 +186,7 @@ async def serve(settings: GatewaySettings) -> None:
     )
     try:
         await broker.connect()
-        await declare_streams(broker)
+        await declare_streams(broker, settings.nats_stream_replicas)
         await broker.start()
         syncing = asyncio.ensure_future(keep_in_sync(routes, deployments, settings.routing_resync_s))
         serving = asyncio.ensure_future(server.serve())
@@ -187,6 +203,7 @@ async def serve(settings: GatewaySettings) -> None:
         if "syncing" in locals():
             syncing.cancel()
         await upstream_client.aclose()
+        await instance_client.aclose()
         await broker.stop()
         for channel in channels.values():
             await channel.close()

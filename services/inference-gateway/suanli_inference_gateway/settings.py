@@ -78,6 +78,9 @@ class GatewaySettings(ServiceSettings):
     upload_timeout_s: float = Field(
         3600.0, gt=0, description="Deadline of a file upload to the catalog (transfer and validation)"
     )
+    instance_proxy_timeout_s: float = Field(
+        600.0, gt=0, description="Deadline of one request proxied to an instance's server (/instances/)"
+    )
 
     def service_address(self, name: str) -> str:
         address = getattr(self, f"{name}_address", None)

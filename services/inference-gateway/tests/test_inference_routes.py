@@ -27,9 +27,12 @@ USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 def replica() -> FastAPI:
     app = FastAPI()
 
-    @app.post("/dep_1/v1/chat/completions")
-    async def chat(request: Request) -> Any:
+    @app.post("/{deployment_id}/v1/chat/completions")
+    async def chat(deployment_id: str, request: Request) -> Any:
         body = await request.json()
+        if ":" in body["model"]:  # as Ray Serve LLM: a colon names a LoRA adapter of a base model
+            base = body["model"].split(":")[0]
+            return JSONResponse({"detail": f'Could not find base model with ID "{base}".'}, status_code=404)
         if body.get("max_tokens", 0) > 100:
             return JSONResponse(
                 {
@@ -63,6 +66,7 @@ def replica() -> FastAPI:
                 chunk = {
                     "id": "c1",
                     "object": "chat.completion.chunk",
+                    "model": body["model"],
                     "choices": [{"index": 0, "delta": {"content": word}}],
                 }
                 yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
@@ -144,6 +148,35 @@ async def test_a_stream_shows_usage_only_to_a_client_that_asked(gateway: Gateway
     )
     assert '"usage":{"prompt_tokens":7' in asked.text
     assert [(u.completion_tokens, u.stream, u.status_code) for u in inference.records] == [(3, True, 200)] * 2
+
+
+async def test_a_fine_tune_is_served_under_a_colon_free_name_and_answers_under_its_own(
+    gateway: Gateway, inference: Any
+) -> None:
+    fine_tune = "ft:smollm2:identity:job_1"
+    routes = gateway.deps.inference.routes  # type: ignore[union-attr]
+    routes.replace(
+        [
+            Deployment(
+                id="dep_2",
+                owner_id="system",
+                spec=DeploymentSpec(
+                    model_id=fine_tune, model_path="/ft", served_model=fine_tune, public=True
+                ),
+                status=DeploymentStatus.ready,
+                endpoint="http://replica/dep_2",
+                updated_at=datetime.now(UTC),
+            )
+        ]
+    )
+    headers = await key(gateway)
+    chat = {**CHAT, "model": fine_tune}
+    answer = await gateway.http.post("/v1/chat/completions", json=chat, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == fine_tune
+    streamed = await gateway.http.post("/v1/chat/completions", json={**chat, "stream": True}, headers=headers)
+    assert streamed.status_code == 200, streamed.text
+    assert streamed.text.count(f'"model":"{fine_tune}"') == 2 and "ft--" not in streamed.text
 
 
 async def test_a_replica_error_keeps_its_status_message_and_param(gateway: Gateway, inference: Any) -> None:

@@ -142,9 +142,33 @@ def test_cpu_slots_run_the_cpu_engine_and_gpus_tensor_parallel() -> None:
     settings = ServingSettings(cpu_kv_cache_gib=2, cpu_threads_bind="0")
     cpu = llm_config_kwargs(deploying(gpu_type="cpu"), settings)
     assert cpu["accelerator_config"] == {"kind": "cpu"}
-    assert cpu["runtime_env"]["env_vars"] == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "0"}
+    assert cpu["runtime_env"]["env_vars"] == {
+        "OTEL_SERVICE_NAME": "suanli-replica",
+        "VLLM_CPU_KVCACHE_SPACE": "2",
+        "VLLM_CPU_OMP_THREADS_BIND": "0",
+    }
     assert cpu["engine_kwargs"]["max_model_len"] == 512
     assert cpu["model_loading_config"] == {"model_id": "m", "model_source": "/models/m"}
     gpu_deployment = replace(deploying(gpu_type="A100-80G"), spec=replace(deploying().spec, gpu_count=2))
     gpu = llm_config_kwargs(gpu_deployment, settings)
     assert gpu["engine_kwargs"]["tensor_parallel_size"] == 2 and "accelerator_config" not in gpu
+    assert gpu["runtime_env"]["env_vars"] == {"OTEL_SERVICE_NAME": "suanli-replica"}
+
+
+def test_serve_traces_over_otlp_only_when_an_endpoint_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.serve._private.tracing_utils import _load_span_processors
+
+    from suanli_inference_gateway.serving.tracing import EXPORTER_IMPORT_PATH, serve_tracing_env
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    assert serve_tracing_env() == {}
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    env = serve_tracing_env()
+    assert env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"] == EXPORTER_IMPORT_PATH
+    # What Serve does in its proxy and each replica: import the function, check its shape and
+    # what it returns.
+    processors = _load_span_processors(EXPORTER_IMPORT_PATH, "replica_tracing.json")
+    assert [type(p).__name__ for p in processors] == ["BatchSpanProcessor"]
+    for processor in processors:
+        processor.shutdown()

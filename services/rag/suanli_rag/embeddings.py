@@ -19,6 +19,7 @@ import httpx
 
 from suanli_common.errors import FailedPrecondition, Unavailable
 from suanli_common.packaged import package_file
+from suanli_common.telemetry import inject_trace_headers
 
 if TYPE_CHECKING:
     import torch
@@ -119,7 +120,9 @@ class DeploymentEmbedder:
         endpoint = await self.endpoint_of()
         try:
             response = await self.client.post(
-                f"{endpoint.rstrip('/')}/v1/embeddings", json={"model": self.name, "input": batch}
+                f"{endpoint.rstrip('/')}/v1/embeddings",
+                json={"model": self.name, "input": batch},
+                headers=inject_trace_headers(),  # the replica's spans join the ingestion's trace
             )
         except httpx.HTTPError as exc:
             raise Unavailable(f"the embedding model {self.name} did not answer: {exc}") from exc

@@ -28,6 +28,7 @@ from suanli_rag.domain import DocumentStatus
 from suanli_rag.embeddings import Embedder, Embedders
 from suanli_rag.events import DOCUMENT_FAILED, DOCUMENT_INDEXED
 from suanli_rag.index import ChunkIndex, IndexedChunk
+from suanli_rag.metrics import RagMetrics
 from suanli_rag.models import DocumentRow
 from suanli_rag.parsing import DocumentError, parse_document
 from suanli_rag.repository import RagRepository, document_of
@@ -64,6 +65,7 @@ class Ingestion:
         max_document_bytes: int,
         batch_size: int = 32,
         bm25: Bm25 | None = None,
+        metrics: RagMetrics | None = None,
     ) -> None:
         self._db = db
         self._outbox = outbox
@@ -74,6 +76,7 @@ class Ingestion:
         self._max_bytes = max_document_bytes
         self._batch = batch_size
         self._bm25 = bm25 or Bm25()
+        self._metrics = metrics
 
     async def ingest(self, event: DocumentChanged) -> None:
         work = await self._work(event)
@@ -213,6 +216,8 @@ class Ingestion:
                 )
         if row is None:
             await self._abandon(work)
+        elif self._metrics is not None:
+            self._metrics.document_ingested(status)
         return row is not None
 
     async def _abandon(self, work: Work) -> None:

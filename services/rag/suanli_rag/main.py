@@ -12,12 +12,14 @@ from pathlib import Path
 
 import grpc
 import httpx
+from prometheus_client import CollectorRegistry
 from qdrant_client import QdrantClient
 
 from suanli_common.bus import EventPublisher, declare_streams, make_broker
 from suanli_common.db import Database
 from suanli_common.grpc import make_channel, make_server
 from suanli_common.logging import get_logger
+from suanli_common.metrics import serving_metrics
 from suanli_common.outbox import Outbox
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import catalog_pb2_grpc, rag_pb2_grpc, scheduler_pb2_grpc
@@ -31,6 +33,7 @@ from suanli_rag.events import IngestionWorker
 from suanli_rag.index import ChunkIndex
 from suanli_rag.ingestion import Ingestion
 from suanli_rag.knowledge_bases import KnowledgeBases, Limits
+from suanli_rag.metrics import RagMetrics
 from suanli_rag.models import OutboxRow
 from suanli_rag.retrieval import Retrieval
 from suanli_rag.settings import RagSettings
@@ -50,6 +53,8 @@ class RunningRag:
     ingestion: Ingestion
     index: ChunkIndex
     address: str
+    metrics: RagMetrics
+    registry: CollectorRegistry
 
 
 def chunk_index(settings: RagSettings) -> ChunkIndex:
@@ -62,12 +67,14 @@ def chunk_index(settings: RagSettings) -> ChunkIndex:
 
 @contextlib.asynccontextmanager
 async def running_rag(
-    settings: RagSettings, catalog: CatalogFiles | None = None
+    settings: RagSettings, catalog: CatalogFiles | None = None, metrics: CollectorRegistry | None = None
 ) -> AsyncIterator[RunningRag]:
     """The whole service, serving gRPC and ingesting until the block ends (also what tests start;
-    they may hand in the catalog's files)."""
+    they may hand in the catalog's files). Its metrics go to `metrics`, or to a registry of its own."""
     db = Database(settings.resolved_database_url)
-    broker = make_broker(settings.nats_url, service=settings.service_name)
+    registry = metrics if metrics is not None else CollectorRegistry()
+    broker = make_broker(settings.nats_url, service=settings.service_name, metrics=registry)
+    rag_metrics = RagMetrics(registry, db)
     catalog_channel = make_channel(
         settings.catalog_address,
         timeout=settings.grpc_timeout_s,
@@ -98,7 +105,7 @@ async def running_rag(
         embedders = Embedders(packaged, deployed.endpoint, http)
         catalog = catalog or GrpcCatalogFiles(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))
         await broker.connect()
-        await declare_streams(broker)
+        await declare_streams(broker, settings.nats_stream_replicas)
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="rag"), source="rag")
         ingestion = Ingestion(
             db,
@@ -109,6 +116,7 @@ async def running_rag(
             count_tokens=packaged.count_tokens,
             max_document_bytes=settings.max_document_bytes,
             batch_size=settings.embedding_batch_size,
+            metrics=rag_metrics,
         )
         await broker.start()
         relay = asyncio.create_task(outbox.run(), name="rag-outbox-relay")
@@ -127,12 +135,12 @@ async def running_rag(
         )
         knowledge_bases = KnowledgeBases(db, outbox, catalog, index, embedders, limits)
         retrieval = Retrieval(db, index, embedders, min_relevance=settings.min_relevance, bm25=Bm25())
-        server, _health = make_server(settings.rag_grpc_port, settings.rag_grpc_host)
+        server, _health = make_server(settings.rag_grpc_port, settings.rag_grpc_host, metrics=registry)
         rag_pb2_grpc.add_RagServiceServicer_to_server(RagServicer(knowledge_bases, retrieval), server)
         await server.start()
         address = f"{settings.rag_grpc_host}:{settings.rag_grpc_port}"
         log.info("rag serving", address=address, qdrant=settings.qdrant_url or "embedded")
-        yield RunningRag(db, knowledge_bases, retrieval, ingestion, index, address)
+        yield RunningRag(db, knowledge_bases, retrieval, ingestion, index, address, rag_metrics, registry)
     finally:
         if server is not None:
             await server.stop(grace=2)
@@ -150,7 +158,17 @@ async def running_rag(
 
 
 async def serve(settings: RagSettings) -> None:
-    async with running_rag(settings):
+    metrics = CollectorRegistry()
+    async with (
+        running_rag(settings, metrics=metrics) as running,
+        serving_metrics(
+            metrics,
+            settings.rag_grpc_host,
+            settings.rag_metrics_port,
+            setting="SUANLI_RAG_METRICS_PORT",
+            refresh=[running.metrics.refresh],
+        ),
+    ):
         await asyncio.Event().wait()  # until cancelled by SIGTERM / SIGINT
 
 

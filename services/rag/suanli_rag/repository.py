@@ -117,6 +117,11 @@ class RagRepository:
             for kb_id, t in tallies.items()
         }
 
+    async def count_documents(self, status: DocumentStatus) -> int:
+        """Documents in `status` over every knowledge base."""
+        query = select(func.count()).select_from(DocumentRow).where(DocumentRow.status == status)
+        return int(await self._session.scalar(query) or 0)
+
     async def with_counts(self, rows: list[KnowledgeBaseRow]) -> list[KnowledgeBase]:
         counts = await self.counts([row.id for row in rows]) if rows else {}
         return [knowledge_base_of(row, *counts.get(row.id, (FileCounts(), 0))) for row in rows]

@@ -15,6 +15,9 @@ class RagSettings(ServiceSettings):
 
     rag_grpc_port: int = Field(50054, description="Port of the RagService gRPC API")
     rag_grpc_host: str = Field("127.0.0.1", description="Interface the gRPC API binds to")
+    rag_metrics_port: int = Field(
+        9464, ge=0, description="Port of Prometheus /metrics, on the gRPC API's interface (0: off)"
+    )
     qdrant_url: str | None = Field(
         None, description="A Qdrant server (http://qdrant:6333); default: embedded Qdrant under <home>/rag"
     )

@@ -17,6 +17,8 @@ from suanli_scheduler.protocol import (
     TYPE_FROM_PB,
     deployment_spec_from_pb,
     deployment_to_pb,
+    instance_spec_from_pb,
+    instance_to_pb,
     spec_from_pb,
     spec_to_pb,
 )
@@ -47,6 +49,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             progress=job.progress,
             result_json=job.result_json,
             output_model_id=job.output_model_id,
+            endpoint=job.endpoint,
         )
         if job.spec.model_save_path:
             message.output_path = f"{self._volumes_root}/{job.id}/{job.spec.model_save_path}"
@@ -111,3 +114,27 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             ready_replicas=request.ready_replicas,
         )
         return deployment_to_pb(await self._service.deployments.report(report))
+
+    # ---- instances -----------------------------------------------------------------------------
+
+    async def CreateInstance(self, request: pb.CreateInstanceRequest, context: Context) -> pb.Instance:
+        instance = await self._service.instances.create(request.owner_id, instance_spec_from_pb(request.spec))
+        return instance_to_pb(instance)
+
+    async def GetInstance(self, request: pb.GetInstanceRequest, context: Context) -> pb.Instance:
+        return instance_to_pb(await self._service.instances.get(request.caller_id, request.instance_id))
+
+    async def ListInstances(
+        self, request: pb.ListInstancesRequest, context: Context
+    ) -> pb.ListInstancesResponse:
+        found = await self._service.instances.list_instances(request.caller_id)
+        return pb.ListInstancesResponse(instances=[instance_to_pb(i) for i in found])
+
+    async def StopInstance(self, request: pb.StopInstanceRequest, context: Context) -> pb.Instance:
+        return instance_to_pb(await self._service.instances.stop(request.caller_id, request.instance_id))
+
+    async def StartInstance(self, request: pb.StartInstanceRequest, context: Context) -> pb.Instance:
+        return instance_to_pb(await self._service.instances.start(request.caller_id, request.instance_id))
+
+    async def DeleteInstance(self, request: pb.DeleteInstanceRequest, context: Context) -> pb.Instance:
+        return instance_to_pb(await self._service.instances.delete(request.caller_id, request.instance_id))

@@ -1,5 +1,5 @@
 """The scheduler's domain types: job specs, jobs, statuses and the job state machine; deployment
-specs, deployments and their statuses."""
+specs, deployments and their statuses; what an instance's run launches."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ class JobType(enum.StrEnum):
     fine_tune = "fine_tune"
     deployment = "deployment"
     evaluation = "evaluation"
+    instance = "instance"  # an instance's run, submitted by the instance service only
 
 
 # Job types a user (or the gateway on a user's behalf) may submit; deployments are not jobs here.
@@ -62,6 +63,35 @@ class FineTuneSpec:
 
     base_model: str
     suffix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMount:
+    """One input of an instance: a catalog model, dataset or adapter the agent copies in read-only,
+    or a job's or another instance's folder that TensorBoard reads in place."""
+
+    kind: str  # model | dataset | adapter | job | instance
+    id: str
+    name: str
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceLaunch:
+    """What the agent starts for an instance's run (see `instance_specs` for the instance itself)."""
+
+    instance_id: str
+    kind: str
+    token: str
+    base_url: str
+    mounts: tuple[InstanceMount, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstanceLaunch:
+        mounts = tuple(InstanceMount(**m) for m in data.get("mounts") or ())
+        return cls(
+            str(data["instance_id"]), str(data["kind"]), str(data["token"]), str(data["base_url"]), mounts
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +113,9 @@ class JobSpec:
     dataset_path: str = ""
     fine_tune: FineTuneSpec | None = None  # set for fine_tune jobs only
     labels: dict[str, str] = field(default_factory=dict)  # the submitter's facts, read back as given
+    cpu_millis: int = 0  # CPU reserved on each node besides the GPU slots (instances)
+    memory_mb: int = 0
+    instance: InstanceLaunch | None = None  # set for instance jobs only
 
     @property
     def total_gpus(self) -> int:
@@ -112,6 +145,8 @@ class JobSpec:
             else None
         )
         values["labels"] = dict(values.get("labels") or {})
+        instance = values.get("instance")
+        values["instance"] = InstanceLaunch.from_json(instance) if isinstance(instance, dict) else None
         return cls(**values)
 
 
@@ -130,6 +165,7 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     result_json: str = ""  # what the succeeded job left in <output>/result.json, as it wrote it
+    endpoint: str = ""  # an instance's run: host:port its server answers on, as the agent reported
 
     @property
     def output_model_id(self) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_common.errors import InvalidRequest
 from suanli_common.ids import new_id
+from suanli_common.telemetry import current_traceparent
 from suanli_scheduler.batching import Outcome
 from suanli_scheduler.domain import JobSpec, JobStatus
 from suanli_scheduler.ledger import NodeInventory
@@ -71,7 +72,7 @@ class Intake:
                     outcomes.append(existing[key])
                     continue
                 try:
-                    row = self._new_job(session, sub, nodes, quotas)
+                    row = self.new_job(session, sub, nodes, quotas)
                 except InvalidRequest as exc:
                     outcomes.append(exc)
                     continue
@@ -81,9 +82,11 @@ class Intake:
                 inserted.append(row)
         return outcomes, inserted
 
-    def _new_job(
+    def new_job(
         self, session: AsyncSession, sub: Submission, nodes: Sequence[NodeInventory], quotas: QuotaTable
     ) -> JobRow:
+        """Checks one submit against the cluster and quotas and adds its queued job to the session
+        (the instance service starts its runs through this too); the caller queues it after commit."""
         spec = sub.spec
         check_feasible(placement_request(spec), nodes)
         cluster_types = sorted({pool.gpu_type for node in nodes for pool in node.pools})
@@ -106,6 +109,7 @@ class Intake:
         session.add(row)
         token = otel_context.attach(sub.trace)
         try:
+            row.traceparent = current_traceparent()
             self._state.events.stage(session, row, "queued")
         finally:
             otel_context.detach(token)

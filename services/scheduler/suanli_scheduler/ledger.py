@@ -3,6 +3,10 @@
 Free slots of a pool are its total minus the larger of what the scheduler has given out and what
 the agent says is busy: an agent still stopping a superseded attempt keeps those slots until it
 is done, so a slot is never promised twice.
+
+Beside its slots, a node may declare CPU (in thousandths of a core) and memory; claims that
+reserve them (instances) are counted against those, per node. A node that declares none is not
+limited by them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ class NodeInventory:
     container_runtime: str = ""
     port_range: tuple[int, int] = (29500, 29999)
     instance_id: str = ""
+    cpu_millis: int = 0  # 0: not declared
+    memory_mb: int = 0
+    # Instance kinds the node cannot run, with the agent's reason: ((kind, reason), ...).
+    unavailable_kinds: tuple[tuple[str, str], ...] = ()
+
+    def cannot_run(self, kind: str) -> str | None:
+        """Why this node cannot run instances of `kind`; None when it can."""
+        return dict(self.unavailable_kinds).get(kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,8 @@ class Claim:
     gpu_type: str
     slots: int
     port: int = 0
+    cpu_millis: int = 0
+    memory_mb: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +60,11 @@ class Capacity:
     total: int
     free: int
     container_runtime: str
+    # The node's free CPU and memory (None: it declares none, so they do not limit it), and the
+    # instance kinds it cannot run.
+    free_cpu_millis: int | None = None
+    free_memory_mb: int | None = None
+    cannot_run: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -58,6 +77,8 @@ class _Node:
     # node's free slots once per job, and summing every claim each time grew with the cluster.
     claimed: dict[str, int] = field(default_factory=dict)
     ports: dict[int, int] = field(default_factory=dict)  # rendezvous port -> claims holding it
+    cpu_millis: int = 0  # claimed
+    memory_mb: int = 0
 
 
 def type_key(gpu_type: str) -> str:
@@ -115,12 +136,23 @@ class GpuSlotLedger:
         for node_id, node in self._nodes.items():
             if not node.alive:
                 continue
-            for pool in node.inventory.pools:
+            inventory = node.inventory
+            free_cpu = inventory.cpu_millis - node.cpu_millis if inventory.cpu_millis else None
+            free_memory = inventory.memory_mb - node.memory_mb if inventory.memory_mb else None
+            cannot_run = frozenset(kind for kind, _ in inventory.unavailable_kinds)
+            for pool in inventory.pools:
                 claimed = node.claimed.get(type_key(pool.gpu_type), 0)
                 free = pool.total - max(claimed, pool.reported_used)
                 result.append(
                     Capacity(
-                        node_id, pool.gpu_type, pool.total, max(free, 0), node.inventory.container_runtime
+                        node_id,
+                        pool.gpu_type,
+                        pool.total,
+                        max(free, 0),
+                        inventory.container_runtime,
+                        free_cpu,
+                        free_memory,
+                        cannot_run,
                     )
                 )
         return result
@@ -151,6 +183,8 @@ class GpuSlotLedger:
             node.ports[claim.port] = node.ports.get(claim.port, 0) + sign
             if not node.ports[claim.port]:
                 del node.ports[claim.port]
+        node.cpu_millis += sign * claim.cpu_millis
+        node.memory_mb += sign * claim.memory_mb
         owned = self._owner_used.setdefault(claim.owner_id, {})
         owned[key] = owned.get(key, 0) + sign * claim.slots
 
@@ -196,4 +230,7 @@ def _shape(inventory: NodeInventory) -> tuple[object, ...]:
         inventory.container_runtime,
         inventory.port_range,
         inventory.instance_id,
+        inventory.cpu_millis,
+        inventory.memory_mb,
+        inventory.unavailable_kinds,
     )

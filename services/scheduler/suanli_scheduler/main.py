@@ -11,17 +11,20 @@ from typing import Any
 
 import grpc
 from faststream.nats import NatsBroker
+from prometheus_client import CollectorRegistry
 from sqlalchemy import event
 
 from suanli_common.bus import EventPublisher, declare_streams, make_broker
 from suanli_common.db import Database
 from suanli_common.grpc import make_server
 from suanli_common.logging import get_logger
+from suanli_common.metrics import serving_metrics
 from suanli_common.outbox import Outbox
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
 from suanli_scheduler.api import SchedulerServicer
 from suanli_scheduler.events import DeploymentEvents, JobEvents
+from suanli_scheduler.metrics import SchedulerCollector
 from suanli_scheduler.models import OutboxRow
 from suanli_scheduler.protocol import NatsNodeCommands, subscribe_agents
 from suanli_scheduler.quota_events import subscribe_quotas
@@ -44,6 +47,7 @@ class SchedulerApp:
     server: grpc.aio.Server
     port: int
     tasks: list[asyncio.Task[None]]
+    collector: SchedulerCollector
 
     async def stop(self) -> None:
         await self.server.stop(grace=1)
@@ -68,12 +72,14 @@ def _relaxed_sync(dbapi_conn: Any, _: Any) -> None:
     cursor.close()
 
 
-async def start_scheduler(settings: SchedulerSettings) -> SchedulerApp:
+async def start_scheduler(
+    settings: SchedulerSettings, metrics: CollectorRegistry | None = None
+) -> SchedulerApp:
     db = Database(settings.resolved_database_url)
     if db.engine.dialect.name == "sqlite":
         event.listen(db.engine.sync_engine, "connect", _relaxed_sync)
     await db.migrate(MIGRATIONS, VERSION_TABLE)
-    broker = make_broker(settings.nats_url, service=settings.service_name)
+    broker = make_broker(settings.nats_url, service=settings.service_name, metrics=metrics)
     outbox = Outbox(db, OutboxRow, EventPublisher(broker, settings.service_name), settings.service_name)
     events = JobEvents(outbox, str(settings.resolved_volumes_dir))
     service = JobService(
@@ -83,22 +89,33 @@ async def start_scheduler(settings: SchedulerSettings) -> SchedulerApp:
     subscribe_agents(broker, service)
     subscribe_quotas(broker, service)
     await broker.connect()
-    await declare_streams(broker)
+    await declare_streams(broker, settings.nats_stream_replicas)
     await broker.start()
-    server, _health = make_server(settings.scheduler_grpc_port, settings.scheduler_grpc_host)
+    server, _health = make_server(settings.scheduler_grpc_port, settings.scheduler_grpc_host, metrics=metrics)
     scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
         SchedulerServicer(service, str(settings.resolved_volumes_dir)), server
     )
     await server.start()
     tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(service.run())]
+    collector = SchedulerCollector(service, db)
+    if metrics is not None:
+        metrics.register(collector)
     log.info("scheduler ready", grpc_port=settings.scheduler_grpc_port)
-    return SchedulerApp(settings, db, broker, service, server, settings.scheduler_grpc_port, tasks)
+    return SchedulerApp(settings, db, broker, service, server, settings.scheduler_grpc_port, tasks, collector)
 
 
 async def serve(settings: SchedulerSettings) -> None:
-    app = await start_scheduler(settings)
+    metrics = CollectorRegistry()
+    app = await start_scheduler(settings, metrics)
     try:
-        await app.server.wait_for_termination()
+        async with serving_metrics(
+            metrics,
+            settings.scheduler_grpc_host,
+            settings.scheduler_metrics_port,
+            setting="SUANLI_SCHEDULER_METRICS_PORT",
+            refresh=[app.collector.refresh],
+        ):
+            await app.server.wait_for_termination()
     finally:
         await app.stop()
 

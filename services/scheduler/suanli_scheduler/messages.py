@@ -24,6 +24,7 @@ class Offer:
     gpu_type: str
     resume: bool
     max_runtime_s: float
+    traceparent: str = ""  # the submitter's trace, which the offer and the agent's run continue
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Stop:
     attempt: int
     reason: JobStatus
     message: str
+    delete_storage: bool = False  # an instance was deleted: its agent removes its storage after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class AttemptSeen:
     exit_code: int = 0
     message: str = ""
     result_json: str = ""  # a heartbeat may end a job before its report arrives: it carries the result too
+    endpoint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class AttemptReport:
     message: str = ""
     progress: float = 0.0
     result_json: str = ""  # on success: the job's <output>/result.json, as the agent read it
+    endpoint: str = ""  # an instance's run: host:port its server answers on
 
 
 class NodeCommands(Protocol):

@@ -37,6 +37,10 @@ class JobRow(SchedulerBase):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Rank 0's <output>/result.json, set when the job succeeds (a late report may bring it after).
     result_json: Mapped[str | None] = mapped_column(Text, default=None)
+    # The submitter's trace: the offers of every attempt, and so the agent's run, continue it.
+    traceparent: Mapped[str] = mapped_column(String(128), default="")
+    # An instance's run: host:port its server answers on, as the agent reported with RUNNING.
+    endpoint: Mapped[str] = mapped_column(String(255), default="")
 
 
 class PlacementRow(SchedulerBase):
@@ -66,6 +70,10 @@ class NodeRow(SchedulerBase):
     inventory: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     container_runtime: Mapped[str] = mapped_column(String(16), default="")
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+    cpu_millis: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Instance kinds it cannot run -> why (the agent's words).
+    unavailable_kinds: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
 
 class QuotaRow(SchedulerBase):
@@ -97,6 +105,27 @@ class DeploymentRow(SchedulerBase):
     node_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     endpoint: Mapped[str] = mapped_column(Text, default="")
     ready_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class InstanceRow(SchedulerBase):
+    """An instance: its spec and the state its owner wants; each start is a job (`job_id` is the
+    current run), whose status the instance's status is derived from."""
+
+    __tablename__ = "instances"
+    # `active_name` is the name until the instance is deleted, then NULL: names are unique among
+    # an owner's instances that are not deleted (NULLs never collide).
+    __table_args__ = (UniqueConstraint("owner_id", "active_name", name="uq_instances_name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active_name: Mapped[str | None] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    token: Mapped[str] = mapped_column(String(128))
+    desired: Mapped[str] = mapped_column(String(16))  # running | stopped | deleted
+    job_id: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

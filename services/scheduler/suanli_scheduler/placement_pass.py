@@ -87,10 +87,17 @@ class PlacementPass:
         for job in self._state.waiting:
             spec = job.spec
             kind = spec.gpu_type.lower() or "*"
-            capacities, over_quota = quotas.room(ledger, job.owner_id, spec.gpu_type, spec.total_gpus)
+            # A job of no GPU slots (an instance on CPU and memory alone) is under no GPU quota and
+            # neither waits behind GPU jobs nor holds them up.
+            gpu_less = spec.total_gpus == 0
+            capacities, over_quota = (
+                (ledger.capacities(), None)
+                if gpu_less
+                else quotas.room(ledger, job.owner_id, spec.gpu_type, spec.total_gpus)
+            )
             if over_quota is not None:
                 reason = over_quota
-            elif "*" in blocked or kind in blocked or (kind == "*" and blocked):
+            elif not gpu_less and ("*" in blocked or kind in blocked or (kind == "*" and blocked)):
                 reason = "waiting behind earlier or higher-priority jobs for the same GPUs"
             else:
                 decision = place(placement_request(spec), capacities)
@@ -102,7 +109,8 @@ class PlacementPass:
                     reason = f"waiting for a free rendezvous port on {decision.node_ids[0]}"
                 else:
                     reason = decision.reason
-                blocked.add(kind)
+                if not gpu_less:
+                    blocked.add(kind)
             if job.status_reason != reason:
                 reasons.setdefault(reason, []).append(job)
         return planned, reasons
@@ -112,7 +120,13 @@ class PlacementPass:
         lease_id = new_id("lease")
         for rank, node_id in enumerate(decision.node_ids):
             claim = Claim(
-                lease_id, job.owner_id, decision.gpu_type, job.spec.gpus_per_node, port if rank == 0 else 0
+                lease_id,
+                job.owner_id,
+                decision.gpu_type,
+                job.spec.gpus_per_node,
+                port if rank == 0 else 0,
+                job.spec.cpu_millis,
+                job.spec.memory_mb,
             )
             state.ledger.claim(node_id, claim)
         state.leases.grant(
@@ -162,6 +176,7 @@ class PlacementPass:
                         gpu_type=decision.gpu_type,
                         resume=row.attempt > 1 and bool(spec.ckpt_path),
                         max_runtime_s=(spec.max_runtime_minutes or 0) * self._state.settings.runtime_minute_s,
+                        traceparent=row.traceparent,
                     ),
                 )
             )

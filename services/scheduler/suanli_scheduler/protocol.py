@@ -21,10 +21,13 @@ from suanli_scheduler.domain import (
     DeploymentSpec,
     DeploymentStatus,
     FineTuneSpec,
+    InstanceLaunch,
+    InstanceMount,
     JobSpec,
     JobStatus,
     JobType,
 )
+from suanli_scheduler.instance_specs import Instance, InstanceSpec, InstanceStatus
 from suanli_scheduler.ledger import NodeInventory, SlotPool
 from suanli_scheduler.messages import AttemptReport, AttemptSeen, Heartbeat, Offer, Stop
 
@@ -58,6 +61,7 @@ TYPE_TO_PB = {
     JobType.fine_tune: pb.JOB_TYPE_FINE_TUNE,
     JobType.deployment: pb.JOB_TYPE_DEPLOYMENT,
     JobType.evaluation: pb.JOB_TYPE_EVALUATION,
+    JobType.instance: pb.JOB_TYPE_INSTANCE,
 }
 TYPE_FROM_PB = {v: k for k, v in TYPE_TO_PB.items()}
 
@@ -79,7 +83,11 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         model_path=spec.model_path,
         dataset_path=spec.dataset_path,
         labels=spec.labels,
+        cpu_millis=spec.cpu_millis,
+        memory_mb=spec.memory_mb,
     )
+    if spec.instance is not None:
+        message.instance.CopyFrom(instance_launch_to_pb(spec.instance))
     if spec.max_runtime_minutes is not None:
         message.max_runtime_minutes = spec.max_runtime_minutes
     if spec.fine_tune is not None:
@@ -113,6 +121,37 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
             else None
         ),
         labels=dict(message.labels),
+        cpu_millis=message.cpu_millis,
+        memory_mb=message.memory_mb,
+        instance=instance_launch_from_pb(message.instance) if message.HasField("instance") else None,
+    )
+
+
+def mount_to_pb(mount: InstanceMount) -> pb.InstanceMount:
+    return pb.InstanceMount(kind=mount.kind, id=mount.id, name=mount.name, source=mount.source)
+
+
+def mount_from_pb(message: pb.InstanceMount) -> InstanceMount:
+    return InstanceMount(message.kind, message.id, message.name, message.source)
+
+
+def instance_launch_to_pb(launch: InstanceLaunch) -> pb.InstanceLaunch:
+    return pb.InstanceLaunch(
+        instance_id=launch.instance_id,
+        kind=launch.kind,
+        token=launch.token,
+        base_url=launch.base_url,
+        mounts=[mount_to_pb(m) for m in launch.mounts],
+    )
+
+
+def instance_launch_from_pb(message: pb.InstanceLaunch) -> InstanceLaunch:
+    return InstanceLaunch(
+        message.instance_id,
+        message.kind,
+        message.token,
+        message.base_url,
+        tuple(mount_from_pb(m) for m in message.mounts),
     )
 
 
@@ -177,11 +216,73 @@ def deployment_to_pb(deployment: Deployment) -> pb.Deployment:
     return message
 
 
+INSTANCE_STATUS_TO_PB = {
+    InstanceStatus.queued: pb.INSTANCE_STATUS_QUEUED,
+    InstanceStatus.starting: pb.INSTANCE_STATUS_STARTING,
+    InstanceStatus.running: pb.INSTANCE_STATUS_RUNNING,
+    InstanceStatus.stopping: pb.INSTANCE_STATUS_STOPPING,
+    InstanceStatus.stopped: pb.INSTANCE_STATUS_STOPPED,
+    InstanceStatus.failed: pb.INSTANCE_STATUS_FAILED,
+    InstanceStatus.deleted: pb.INSTANCE_STATUS_DELETED,
+}
+
+
+def instance_spec_from_pb(message: pb.InstanceSpec) -> InstanceSpec:
+    return InstanceSpec(
+        name=message.name,
+        kind=message.kind,
+        cpu_millis=message.cpu_millis,
+        memory_mb=message.memory_mb,
+        gpus=message.gpus,
+        gpu_type=message.gpu_type,
+        storage_gb=message.storage_gb,
+        mounts=tuple(mount_from_pb(m) for m in message.mounts),
+    )
+
+
+def instance_to_pb(instance: Instance) -> pb.Instance:
+    spec = instance.spec
+    message = pb.Instance(
+        id=instance.id,
+        owner_id=instance.owner_id,
+        spec=pb.InstanceSpec(
+            name=spec.name,
+            kind=spec.kind,
+            cpu_millis=spec.cpu_millis,
+            memory_mb=spec.memory_mb,
+            gpus=spec.gpus,
+            gpu_type=spec.gpu_type,
+            storage_gb=spec.storage_gb,
+            mounts=[mount_to_pb(m) for m in spec.mounts],
+        ),
+        status=INSTANCE_STATUS_TO_PB[instance.status],
+        status_reason=instance.status_reason,
+        job_id=instance.job_id,
+        node_id=instance.node_id,
+        endpoint=instance.endpoint,
+        token=instance.token,
+        base_url=instance.base_url,
+        storage_path=instance.storage_path,
+    )
+    message.created_at.FromDatetime(instance.created_at)
+    if instance.started_at is not None:
+        message.started_at.FromDatetime(instance.started_at)
+    return message
+
+
 def heartbeat_from_pb(message: pb.AgentHeartbeat) -> Heartbeat:
     pools = tuple(SlotPool(g.gpu_type, g.total, g.memory_mb, g.used) for g in message.gpus)
     ports = (message.port_range_start or 29500, message.port_range_end or 29999)
     inventory = NodeInventory(
-        message.node_id, message.address, pools, message.container_runtime, ports, message.instance_id
+        message.node_id,
+        message.address,
+        pools,
+        message.container_runtime,
+        ports,
+        message.instance_id,
+        message.cpu_millis,
+        message.memory_mb,
+        tuple(sorted(message.unavailable_instance_kinds.items())),
     )
     attempts = tuple(
         AttemptSeen(
@@ -192,6 +293,7 @@ def heartbeat_from_pb(message: pb.AgentHeartbeat) -> Heartbeat:
             a.exit_code,
             a.message,
             a.result_json,
+            a.endpoint,
         )
         for a in message.attempts
     )
@@ -209,6 +311,7 @@ def report_from_pb(message: pb.JobReport) -> AttemptReport:
         message=message.message,
         progress=message.progress,
         result_json=message.result_json,
+        endpoint=message.endpoint,
     )
 
 
@@ -253,6 +356,7 @@ class NatsNodeCommands:
                     attempt=stop.attempt,
                     reason=STATUS_TO_PB[stop.reason],
                     message=stop.message,
+                    delete_storage=stop.delete_storage,
                 )
             ),
         )

@@ -51,6 +51,9 @@ class AgentReports:
                         inventory=[dataclasses.asdict(p) | {"reported_used": 0} for p in inv.pools],
                         container_runtime=inv.container_runtime,
                         last_seen=now_utc(),
+                        cpu_millis=inv.cpu_millis,
+                        memory_mb=inv.memory_mb,
+                        unavailable_kinds=dict(inv.unavailable_kinds),
                     )
                 )
         if state.ledger.observe(inv, now):
@@ -75,6 +78,7 @@ class AgentReports:
                             seen.exit_code,
                             seen.message,
                             result_json=seen.result_json,
+                            endpoint=seen.endpoint,
                         )
                     )
             elif not seen.phase.terminal:
@@ -148,6 +152,8 @@ class AgentReports:
             lease.phases[report.node_id] = report.phase.value
         if report.progress:
             row.progress = report.progress
+        if report.endpoint:
+            row.endpoint = report.endpoint
         await aggregate(self._state, session, row, placements, out)
 
     async def _stop_stale(self, node_id: str, job_id: str, attempt: int, lease_id: str, now: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_scheduler.domain import (
@@ -16,7 +16,7 @@ from suanli_scheduler.domain import (
     JobSpec,
     JobStatus,
 )
-from suanli_scheduler.models import DeploymentRow, JobRow, NodeRow, PlacementRow, QuotaRow
+from suanli_scheduler.models import DeploymentRow, InstanceRow, JobRow, NodeRow, PlacementRow, QuotaRow
 from suanli_scheduler.quotas import QuotaTable
 
 
@@ -35,6 +35,7 @@ def job_from_row(row: JobRow) -> Job:
         started_at=row.started_at,
         finished_at=row.finished_at,
         result_json=row.result_json or "",
+        endpoint=row.endpoint or "",
     )
 
 
@@ -171,6 +172,12 @@ class JobRepository:
     async def quotas(self) -> QuotaTable:
         return QuotaTable((await self.session.scalars(select(QuotaRow))).all())
 
+    async def count_by_type_and_status(self) -> dict[tuple[str, str], int]:
+        """(job type, status) -> how many jobs are in it."""
+        job_type = JobRow.spec["job_type"].as_string()
+        query = select(job_type, JobRow.status, func.count()).group_by(job_type, JobRow.status)
+        return {(str(kind), str(status)): int(n) for kind, status, n in await self.session.execute(query)}
+
 
 class DeploymentRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -213,6 +220,45 @@ class DeploymentRepository:
             query = query.with_for_update()
         return (await self.session.scalars(query)).all()
 
+    async def count_by_status(self) -> dict[str, int]:
+        query = select(DeploymentRow.status, func.count()).group_by(DeploymentRow.status)
+        return {str(status): int(n) for status, n in await self.session.execute(query)}
+
     async def holding_slots(self) -> Sequence[DeploymentRow]:
         query = select(DeploymentRow).where(DeploymentRow.status.in_([s.value for s in HOLDING_SLOTS]))
         return (await self.session.scalars(query)).all()
+
+
+class InstanceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, instance_id: str, *, for_update: bool = False) -> InstanceRow | None:
+        return await self.session.get(InstanceRow, instance_id, with_for_update=for_update)
+
+    async def by_name(self, owner_id: str, name: str) -> InstanceRow | None:
+        return await self.session.scalar(
+            select(InstanceRow).where(InstanceRow.owner_id == owner_id, InstanceRow.active_name == name)
+        )
+
+    async def list(self, owner_id: str | None, limit: int = 500) -> Sequence[InstanceRow]:
+        """Instances not deleted, newest first: the owner's, or every one (owner None)."""
+        query = (
+            select(InstanceRow)
+            .where(InstanceRow.desired != "deleted")
+            .order_by(InstanceRow.created_at.desc(), InstanceRow.id.desc())
+            .limit(limit)
+        )
+        if owner_id:
+            query = query.where(InstanceRow.owner_id == owner_id)
+        return (await self.session.scalars(query)).all()
+
+    async def runs(self, job_ids: Sequence[str]) -> dict[str, JobRow]:
+        """The instances' current runs, by job id (read only: no rows are locked)."""
+        found: dict[str, JobRow] = {}
+        for ids in _chunks([i for i in job_ids if i]):
+            found.update(
+                (row.id, row)
+                for row in (await self.session.scalars(select(JobRow).where(JobRow.id.in_(ids)))).all()
+            )
+        return found

@@ -23,6 +23,7 @@ from suanli_scheduler.deployments import DeploymentService
 from suanli_scheduler.domain import TERMINAL, Job, JobSpec, JobStatus, validate_spec
 from suanli_scheduler.events import DeploymentEvents, JobEvents
 from suanli_scheduler.expiry import Expiry
+from suanli_scheduler.instances import InstanceService
 from suanli_scheduler.intake import Intake, Submission
 from suanli_scheduler.leases import Lease, LeaseBook
 from suanli_scheduler.ledger import Claim, GpuSlotLedger, NodeInventory, SlotPool
@@ -54,6 +55,7 @@ class JobService:
     ) -> None:
         self._state = SchedulerState(db, events, commands, settings, clock)
         self._deployments = DeploymentService(self._state, deployment_events)
+        self._instances = InstanceService(self._state, settings.resolved_volumes_dir)
         self._intake: GroupCommit[Submission, JobRow] = GroupCommit(Intake(self._state).insert_jobs)
         self._agents = AgentReports(self._state)
         self._placement = PlacementPass(self._state)
@@ -67,6 +69,11 @@ class JobService:
     def deployments(self) -> DeploymentService:
         """Deployments share the ledger, the lock and the placement pass with jobs."""
         return self._deployments
+
+    @property
+    def instances(self) -> InstanceService:
+        """Instances run as jobs: they share the job path from submit to the agents' reports."""
+        return self._instances
 
     @property
     def leases(self) -> LeaseBook:
@@ -90,17 +97,25 @@ class JobService:
             state.ledger.mark_lost(state.clock(), 0.0)
             for row in await repo.holding_leases():
                 placements = await repo.placements(row.id, row.attempt)
+                spec = JobSpec.from_json(row.spec)
                 for p in placements:
-                    state.ledger.claim(
-                        p.node_id, Claim(row.lease_id, row.owner_id, p.gpu_type, p.slots, p.master_port)
+                    claim = Claim(
+                        row.lease_id,
+                        row.owner_id,
+                        p.gpu_type,
+                        p.slots,
+                        p.master_port,
+                        spec.cpu_millis,
+                        spec.memory_mb,
                     )
+                    state.ledger.claim(p.node_id, claim)
                 lease = Lease(
                     row.lease_id,
                     row.id,
                     row.attempt,
                     row.owner_id,
                     tuple(p.node_id for p in placements),
-                    runtime_limit_s=state.runtime_limit(JobSpec.from_json(row.spec)),
+                    runtime_limit_s=state.runtime_limit(spec),
                     running_since=row.started_at if row.status == JobStatus.running.value else None,
                 )
                 state.leases.grant(lease, until)
@@ -228,4 +243,12 @@ def _inventory_from_row(row: NodeRow) -> NodeInventory:
     pools = tuple(
         SlotPool(p["gpu_type"], int(p["total"]), int(p.get("memory_mb", 0))) for p in (row.inventory or [])
     )
-    return NodeInventory(row.id, row.address, pools, row.container_runtime)
+    return NodeInventory(
+        row.id,
+        row.address,
+        pools,
+        row.container_runtime,
+        cpu_millis=row.cpu_millis or 0,
+        memory_mb=row.memory_mb or 0,
+        unavailable_kinds=tuple(sorted((row.unavailable_kinds or {}).items())),
+    )

@@ -15,6 +15,9 @@ class SchedulerSettings(ServiceSettings):
 
     scheduler_grpc_port: int = Field(50053, description="Port of the SchedulerService gRPC API")
     scheduler_grpc_host: str = Field("127.0.0.1", description="Interface the gRPC API binds to")
+    scheduler_metrics_port: int = Field(
+        9463, ge=0, description="Port of Prometheus /metrics, on the gRPC API's interface (0: off)"
+    )
     heartbeat_interval_s: float = Field(1.0, gt=0, description="How often agents are expected to beat")
     missed_heartbeats: int = Field(5, gt=0, description="Beats missed before an agent counts as lost")
     offer_grace_s: float = Field(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_common.db import Database
 from suanli_common.logging import get_logger
+from suanli_common.telemetry import traced_from
 from suanli_scheduler.domain import JobSpec
 from suanli_scheduler.events import JobEvents
 from suanli_scheduler.leases import LeaseBook
@@ -37,7 +38,15 @@ def now_utc() -> datetime:
 
 
 def placement_request(spec: JobSpec) -> PlacementRequest:
-    return PlacementRequest(spec.nodes, spec.gpus_per_node, spec.gpu_type, needs_container=bool(spec.image))
+    return PlacementRequest(
+        spec.nodes,
+        spec.gpus_per_node,
+        spec.gpu_type,
+        needs_container=bool(spec.image),
+        cpu_millis=spec.cpu_millis,
+        memory_mb=spec.memory_mb,
+        instance_kind=spec.instance.kind if spec.instance else "",
+    )
 
 
 @dataclass(slots=True)
@@ -120,7 +129,8 @@ class SchedulerState:
 
     async def _send_offer(self, node_id: str, offer: Offer) -> None:
         try:
-            await self.commands.offer(node_id, offer)
+            with traced_from(offer.traceparent):
+                await self.commands.offer(node_id, offer)
         except Exception:
             # The lease expires unrenewed and the job is requeued.
             log.warning("could not send an offer", node=node_id, job_id=offer.job_id, exc_info=True)

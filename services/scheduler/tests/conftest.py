@@ -77,6 +77,7 @@ def agent_env(nats_url: str, home: Path, node_id: str, slots: str = "cpu:1", por
         "SUANLI_STOP_GRACE_S": "2",
         "SUANLI_CONTAINER_RUNTIME": "",
         "SUANLI_AGENT_PORT_RANGE": f"{port}-{port + 50}",
+        "SUANLI_AGENT_METRICS_PORT": "0",  # many agents on one machine: no fixed port to share
         "SUANLI_LOG_LEVEL": "WARNING",
     }
 

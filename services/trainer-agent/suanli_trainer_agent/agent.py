@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import TextIO
 
 from faststream.nats import NatsBroker
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from suanli_common.bus import LOGS, METRICS, WORK
 from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
-from suanli_trainer_agent.discovery import SlotPool
+from suanli_common.telemetry import untraced
+from suanli_trainer_agent.discovery import SlotPool, node_resources
+from suanli_trainer_agent.instances import InstanceServer, instance_storage, prepare_server, remove_storage
+from suanli_trainer_agent.instances import unavailable_kinds as instance_kinds_unavailable
 from suanli_trainer_agent.protocol import (
     ATTEMPT_HEADER,
     KIND_HEADER,
@@ -36,6 +41,7 @@ from suanli_trainer_agent.settings import AgentSettings
 from suanli_trainer_agent.staging import StagingError, stage
 
 log = get_logger(__name__)
+_tracer = trace.get_tracer("suanli.trainer_agent")
 
 TERMINAL = {pb.JOB_STATUS_SUCCEEDED, pb.JOB_STATUS_FAILED, pb.JOB_STATUS_CANCELLED, pb.JOB_STATUS_TIMED_OUT}
 RESULT_FILE = "result.json"
@@ -58,6 +64,8 @@ class Attempt:
     finished_at: float | None = None
     tail: list[str] = field(default_factory=list)
     result_json: str = ""
+    endpoint: str = ""  # an instance's server: host:port, once it answers
+    delete_storage: bool = False  # an instance deleted while it ran: remove its storage at the end
 
     @property
     def live(self) -> bool:
@@ -75,6 +83,8 @@ class NodeAgent:
         self._runtime = container_runtime
         self.instance_id = new_id("agent")
         self.attempts: dict[str, Attempt] = {}
+        self._cpu_millis, self._memory_mb = node_resources(settings.agent_cpus, settings.agent_memory_gb)
+        self._unavailable_kinds = instance_kinds_unavailable(settings)
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -105,10 +115,15 @@ class NodeAgent:
             await self._report(attempt)
             return
         await self._report(attempt)  # preparing: the acknowledgement of the offer
-        attempt.task = asyncio.create_task(self._run(attempt))
+        attempt.task = asyncio.create_task(self._traced_run(attempt))
 
     def _on_stop(self, stop: pb.StopWork) -> None:
         held = self.attempts.get(stop.job_id)
+        if held is not None and stop.delete_storage and held.offer.spec.HasField("instance"):
+            if not held.live:  # it ended before the stop came: nothing more will write there
+                storage = instance_storage(self.settings, held.offer.spec.instance.instance_id)
+                asyncio.get_running_loop().create_task(asyncio.to_thread(remove_storage, storage))
+            held.delete_storage = True
         if held is None or not held.live or (stop.attempt and stop.attempt != held.offer.attempt):
             return
         reason = stop.reason if stop.reason in TERMINAL else pb.JOB_STATUS_CANCELLED
@@ -126,6 +141,8 @@ class NodeAgent:
                 await attempt.task
 
     def _free_devices(self, gpu_type: str, count: int) -> tuple[str, ...] | None:
+        if count == 0:  # an instance on CPU and memory alone
+            return ()
         pool = next((p for p in self._pools if p.gpu_type.lower() == gpu_type.lower()), None)
         if pool is None:
             return None
@@ -137,6 +154,29 @@ class NodeAgent:
 
     # ---- one attempt -----------------------------------------------------------------------------
 
+    async def _traced_run(self, attempt: Attempt) -> None:
+        """The attempt as one span of the submitter's trace (the offer carried its context)."""
+        offer = attempt.offer
+        attributes = {
+            "suanli.job.id": offer.job_id,
+            "suanli.job.attempt": offer.attempt,
+            "suanli.job.type": pb.JobType.Name(offer.spec.job_type),
+            "suanli.node.id": self.node_id,
+            "suanli.gpu.type": offer.gpu_type,
+            "suanli.gpu.count": attempt.slots,
+            "enduser.id": offer.owner_id,
+        }
+        with _tracer.start_as_current_span("job.run", attributes=attributes) as span:
+            await self._run(attempt)
+            span.set_attributes(
+                {
+                    "suanli.job.status": pb.JobStatus.Name(attempt.phase),
+                    "suanli.job.exit_code": attempt.exit_code,
+                }
+            )
+            if attempt.phase in (pb.JOB_STATUS_FAILED, pb.JOB_STATUS_TIMED_OUT):
+                span.set_status(StatusCode.ERROR, attempt.message or pb.JobStatus.Name(attempt.phase))
+
     async def _run(self, attempt: Attempt) -> None:
         offer = attempt.offer
         try:
@@ -146,20 +186,34 @@ class NodeAgent:
                 attempt.progress, attempt.message = value, message
                 await self._report(attempt)
 
-            paths = await stage(
-                volume,
-                ckpt_path=offer.spec.ckpt_path,
-                model_save_path=offer.spec.model_save_path,
-                model_path=offer.spec.model_path,
-                dataset_path=offer.spec.dataset_path,
-                volume_gb=offer.spec.volume_gb,
-                on_progress=progress,
-            )
-            env = self._job_env(attempt, paths.volume, paths.ckpt, paths.output, paths.model, paths.dataset)
-            argv = self._argv(attempt, paths.volume, env)
+            server: InstanceServer | None = None
+            if offer.spec.HasField("instance"):
+                server = await prepare_server(
+                    self.settings, offer.spec, attempt.devices, self._base_env(), progress
+                )
+                env, argv, cwd, output = server.env, server.argv, server.workspace, None
+            else:
+                paths = await stage(
+                    volume,
+                    ckpt_path=offer.spec.ckpt_path,
+                    model_save_path=offer.spec.model_save_path,
+                    model_path=offer.spec.model_path,
+                    dataset_path=offer.spec.dataset_path,
+                    volume_gb=offer.spec.volume_gb,
+                    on_progress=progress,
+                )
+                env = self._job_env(
+                    attempt, paths.volume, paths.ckpt, paths.output, paths.model, paths.dataset
+                )
+                argv = self._argv(attempt, paths.volume, env)
+                cwd, output = paths.volume, paths.output
             log_file = await asyncio.to_thread(self._open_log, offer)
 
             async def on_line(stream: str, line: str) -> None:
+                with untraced():  # hundreds of lines: their publishes would bury the job's trace
+                    await relay_line(stream, line)
+
+            async def relay_line(stream: str, line: str) -> None:
                 log_file.write(f"{stream}: {line}\n")
                 log_file.flush()
                 # Each line is published (and acknowledged) before the next one is read, so every
@@ -193,8 +247,10 @@ class NodeAgent:
             if attempt.stop_reason is not None:
                 raise asyncio.CancelledError
             attempt.process = await JobProcess.start(
-                argv, env=env, cwd=str(paths.volume), on_line=on_line, stop_grace_s=self.settings.stop_grace_s
+                argv, env=env, cwd=str(cwd), on_line=on_line, stop_grace_s=self.settings.stop_grace_s
             )
+            if server is not None:
+                await self._await_server(attempt, server, log_file)
             attempt.phase, attempt.message, attempt.progress = pb.JOB_STATUS_RUNNING, "", 1.0
             await self._report(attempt)
             try:
@@ -212,7 +268,7 @@ class NodeAgent:
             if attempt.stop_reason is not None:
                 attempt.phase, attempt.message = attempt.stop_reason, attempt.stop_message
             elif code == 0:
-                attempt.result_json = await asyncio.to_thread(read_result, paths.output)
+                attempt.result_json = await asyncio.to_thread(read_result, output) if output else ""
                 attempt.phase, attempt.message = pb.JOB_STATUS_SUCCEEDED, ""
             else:
                 attempt.phase = pb.JOB_STATUS_FAILED
@@ -229,7 +285,33 @@ class NodeAgent:
             if attempt.phase not in TERMINAL:
                 attempt.phase = pb.JOB_STATUS_CANCELLED
             attempt.finished_at = time.monotonic()
+            if attempt.delete_storage:
+                storage = instance_storage(self.settings, offer.spec.instance.instance_id)
+                await asyncio.shield(asyncio.to_thread(remove_storage, storage))
             await asyncio.shield(self._report(attempt))
+
+    async def _await_server(self, attempt: Attempt, server: InstanceServer, log_file: TextIO) -> None:
+        """Keeps an instance's run preparing until its server answers (RUNNING then carries its
+        endpoint); a server that exits first, or never answers, fails the run."""
+        assert attempt.process is not None
+        attempt.message = f"starting the {server.kind} server"
+        await self._report(attempt)
+        problem = await server.wait_ready(attempt.process, self.settings.instance_start_timeout_s)
+        if problem is None:
+            attempt.endpoint = server.endpoint
+            return
+        await attempt.process.stop(self.settings.stop_grace_s)
+        log_file.close()
+        if attempt.stop_reason is not None:  # stopped while starting: not a failure
+            raise asyncio.CancelledError
+        tail = " | ".join(attempt.tail[-2:])[-400:]
+        raise StagingError(f"{problem}: {tail}" if tail else problem)
+
+    def _base_env(self) -> dict[str, str]:
+        """The agent's environment without its own settings, its Python's scripts first on PATH."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+        env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+        return env
 
     def _open_log(self, offer: pb.WorkOffer) -> TextIO:
         folder = self.settings.work_dir / "logs"
@@ -310,6 +392,7 @@ class NodeAgent:
             message=attempt.message,
             progress=attempt.progress,
             result_json=attempt.result_json,
+            endpoint=attempt.endpoint,
         )
         report.at.GetCurrentTime()
         body = report.SerializeToString()
@@ -336,6 +419,9 @@ class NodeAgent:
             port_range_start=low,
             port_range_end=high,
             instance_id=self.instance_id,
+            cpu_millis=self._cpu_millis,
+            memory_mb=self._memory_mb,
+            unavailable_instance_kinds=self._unavailable_kinds,
         )
         for pool in self._pools:
             used = sum(
@@ -361,6 +447,7 @@ class NodeAgent:
                 gpu_type=a.offer.gpu_type,
                 slots=a.slots,
                 result_json=a.result_json,
+                endpoint=a.endpoint,
             )
         beat.sent_at.GetCurrentTime()
         return beat

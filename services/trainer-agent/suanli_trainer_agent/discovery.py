@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 
@@ -73,6 +74,18 @@ def discover(declared: str) -> list[SlotPool]:
     pools = parse_slots(declared or DEFAULT_CPU_SLOTS)
     log.info("no GPU found; declaring configured slots", pools=[(p.gpu_type, p.count) for p in pools])
     return pools
+
+
+def node_resources(cpus: float, memory_gb: float) -> tuple[int, int]:
+    """(CPU in thousandths of a core, memory in MB) the node declares for instances to reserve: the
+    configured amounts, else what this process may use of the machine."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpu_millis = round(cpus * 1000) if cpus else usable * 1000
+    if memory_gb:
+        memory_mb = round(memory_gb * 1024)
+    else:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return cpu_millis, memory_mb
 
 
 def container_runtime(configured: str | None) -> str:

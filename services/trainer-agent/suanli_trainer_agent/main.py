@@ -7,14 +7,17 @@ import contextlib
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker, NatsMessage, PullSub
+from prometheus_client import CollectorRegistry
 
 from suanli_common.bus import WORK, declare_streams, make_broker
 from suanli_common.logging import get_logger
+from suanli_common.metrics import serving_metrics
 from suanli_common.process import run_service
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_trainer_agent.agent import NodeAgent
 from suanli_trainer_agent.discovery import container_runtime, discover
 from suanli_trainer_agent.heartbeat import beat_forever
+from suanli_trainer_agent.metrics import AgentCollector
 from suanli_trainer_agent.protocol import command_durable, command_subject
 from suanli_trainer_agent.settings import AgentSettings
 
@@ -36,9 +39,9 @@ class AgentApp:
         await self.broker.stop()
 
 
-async def start_agent(settings: AgentSettings) -> AgentApp:
+async def start_agent(settings: AgentSettings, metrics: CollectorRegistry | None = None) -> AgentApp:
     pools = discover(settings.agent_slots)
-    broker = make_broker(settings.nats_url, service=settings.service_name)
+    broker = make_broker(settings.nats_url, service=settings.service_name, metrics=metrics)
     agent = NodeAgent(settings, broker, pools, container_runtime(settings.container_runtime))
 
     async def on_command(message: NatsMessage) -> None:
@@ -51,7 +54,7 @@ async def start_agent(settings: AgentSettings) -> AgentApp:
         pull_sub=PullSub(batch_size=16, timeout=1.0),
     )(on_command)
     await broker.connect()
-    await declare_streams(broker)
+    await declare_streams(broker, settings.nats_stream_replicas)
     await broker.start()
     heartbeats = asyncio.create_task(beat_forever(agent, broker, settings.heartbeat_interval_s))
     log.info("agent ready", node=settings.node_id, pools=[(p.gpu_type, p.count) for p in pools])
@@ -59,9 +62,17 @@ async def start_agent(settings: AgentSettings) -> AgentApp:
 
 
 async def serve(settings: AgentSettings) -> None:
-    app = await start_agent(settings)
+    metrics = CollectorRegistry()
+    app = await start_agent(settings, metrics)
+    metrics.register(AgentCollector(app.agent))
     try:
-        await asyncio.Event().wait()
+        async with serving_metrics(
+            metrics,
+            settings.agent_metrics_host,
+            settings.agent_metrics_port,
+            setting="SUANLI_AGENT_METRICS_PORT",
+        ):
+            await asyncio.Event().wait()
     finally:
         await app.stop()
 

@@ -21,6 +21,10 @@ class AgentSettings(ServiceSettings):
     )
     agent_address: str = Field("127.0.0.1", description="Address other nodes reach this one at (MASTER_ADDR)")
     agent_port_range: str = Field("29500-29999", description="Rendezvous ports jobs on this node may use")
+    agent_metrics_port: int = Field(
+        9465, ge=0, description="Port of the agent's Prometheus /metrics (0: off)"
+    )
+    agent_metrics_host: str = Field("127.0.0.1", description="Interface the agent's /metrics binds to")
     heartbeat_interval_s: float = Field(1.0, gt=0, description="How often the agent beats")
     stop_grace_s: float = Field(10.0, ge=0, description="SIGTERM to SIGKILL when stopping a job")
     finished_linger_s: float = Field(60.0, ge=0, description="How long beats keep listing a finished attempt")
@@ -29,6 +33,25 @@ class AgentSettings(ServiceSettings):
     )
     container_runtime: str | None = Field(
         None, description="docker or podman; default: whichever is on PATH; '' disables image jobs"
+    )
+    agent_cpus: float = Field(
+        0,
+        ge=0,
+        description="CPU cores instances may reserve on this node (0: the cores this process may use)",
+    )
+    agent_memory_gb: float = Field(
+        0, ge=0, description="Memory instances may reserve on this node, in GB (0: the machine's memory)"
+    )
+    instance_host: str = Field(
+        "127.0.0.1", description="Interface instances' servers bind to (the gateway must reach it)"
+    )
+    instance_start_timeout_s: float = Field(
+        600.0, gt=0, description="How long an instance's server may take to answer before it fails"
+    )
+    llamafactory_cli: str = Field(
+        "",
+        description="llamafactory-cli of a virtualenv of its own (default: one beside the agent's Python "
+        "or on PATH); without one, llamafactory instances are refused on this node",
     )
 
     @property

@@ -77,23 +77,34 @@ def _scaled(on_progress: Progress, index: int, count: int) -> Progress:
 
 
 async def _stage_input(name: str, source: str, folder: Path, on_progress: Progress) -> Path:
-    parts = urlsplit(source)
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
+    if urlsplit(source).scheme.lower() in ("http", "https"):
         target = folder / url_file_name(source)
         await download(source, target, name, on_progress)
         return target
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise StagingError(f"{name} URL {source!r} names another host; file:// URLs must be local")
-        src = Path(url2pathname(parts.path))
-    elif "://" in source:
-        raise StagingError(f"{name} URL {redact(source)!r}: only file://, http:// and https:// are supported")
-    else:
-        src = Path(source)
+    src = _local_source(name, source)
     target = folder / src.name
     await asyncio.to_thread(_copy, src, target, name)
     return target
+
+
+async def stage_to(name: str, source: str, target: Path, on_progress: Progress) -> None:
+    """Copies or downloads one input to exactly `target` (an instance names its mounts itself); a
+    target already there is kept."""
+    if urlsplit(source).scheme.lower() in ("http", "https"):
+        await download(source, target, name, on_progress)
+    else:
+        await asyncio.to_thread(_copy, _local_source(name, source), target, name)
+
+
+def _local_source(name: str, source: str) -> Path:
+    parts = urlsplit(source)
+    if parts.scheme.lower() == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StagingError(f"{name} URL {source!r} names another host; file:// URLs must be local")
+        return Path(url2pathname(parts.path))
+    if "://" in source:
+        raise StagingError(f"{name} URL {redact(source)!r}: only file://, http:// and https:// are supported")
+    return Path(source)
 
 
 def url_file_name(url: str) -> str:

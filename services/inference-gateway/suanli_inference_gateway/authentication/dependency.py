@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from suanli_common.errors import PermissionDenied, Unauthenticated
+from suanli_common.telemetry import annotate
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.dependencies import gateway_deps
 
@@ -30,6 +31,7 @@ async def require_principal(
         raise Unauthenticated(MISSING_CREDENTIALS, code="missing_credentials")
     principal = await gateway_deps(request).authenticator.authenticate(credentials.credentials.strip())
     request.state.principal = principal
+    annotate({"enduser.id": principal.user_id, "suanli.api_key.id": principal.key_id})
     return principal
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
+from suanli_common.telemetry import annotate
 
 # Create is retried too (the scheduler keeps one per owner and client_request_id), and a report
 # said twice changes nothing.
@@ -55,6 +56,13 @@ class DeploymentSpec:
     max_replicas: int = 1
     max_model_len: int = 0
     public: bool = False
+
+    @property
+    def engine_model(self) -> str:
+        """The model's name inside its Ray Serve app. Ray Serve LLM reads `base:adapter` into a
+        name with a colon, so a fine-tune's id (`ft:base:suffix:job`) is served colon-free and
+        the gateway renames it in requests and answers."""
+        return self.served_model.replace(":", "--")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +151,9 @@ class DeploymentsClient:
         request = pb.CreateDeploymentRequest(
             owner_id=owner_id, client_request_id=client_request_id, spec=_spec_pb(spec)
         )
-        return deployment_of(await self._stub.CreateDeployment(request))
+        deployment = deployment_of(await self._stub.CreateDeployment(request))
+        annotate({"suanli.deployment.id": deployment.id, "gen_ai.request.model": spec.served_model})
+        return deployment
 
     async def get(self, caller_id: str, deployment_id: str) -> Deployment:
         request = pb.GetDeploymentRequest(caller_id=caller_id, deployment_id=deployment_id)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
+from suanli_common.telemetry import annotate
 
 SCHEDULER_SERVICE = "suanli.v1.SchedulerService"
 # SubmitJob is retried too: the scheduler stores one job per (owner, client_request_id).
@@ -41,6 +42,7 @@ class JobType(enum.StrEnum):
     fine_tune = "fine_tune"
     deployment = "deployment"
     evaluation = "evaluation"
+    instance = "instance"  # an instance's run (see clients.instances)
 
 
 _STATUS_FROM_PB = {
@@ -58,6 +60,7 @@ _TYPE_TO_PB = {
     JobType.fine_tune: pb.JOB_TYPE_FINE_TUNE,
     JobType.deployment: pb.JOB_TYPE_DEPLOYMENT,
     JobType.evaluation: pb.JOB_TYPE_EVALUATION,
+    JobType.instance: pb.JOB_TYPE_INSTANCE,
 }
 _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
 
@@ -205,7 +208,9 @@ class SchedulerClient:
         request = pb.SubmitJobRequest(
             owner_id=owner_id, client_request_id=client_request_id, spec=_spec_pb(spec)
         )
-        return _job(await self._stub.SubmitJob(request))
+        job = _job(await self._stub.SubmitJob(request))
+        annotate({"suanli.job.id": job.id, "suanli.job.type": job.spec.job_type.value})  # the request's span
+        return job
 
     async def get_job(self, caller_id: str, job_id: str) -> Job:
         return _job(await self._stub.GetJob(pb.GetJobRequest(caller_id=caller_id, job_id=job_id)))

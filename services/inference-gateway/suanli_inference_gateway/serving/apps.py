@@ -11,6 +11,7 @@ from typing import Any
 
 from suanli_inference_gateway.clients.deployments import Deployment
 from suanli_inference_gateway.serving.settings import ServingSettings
+from suanli_inference_gateway.serving.tracing import REPLICA_SERVICE_NAME
 
 APP_PREFIX = "dep_"  # deployment ids start so; Serve applications of other names are not ours
 
@@ -30,7 +31,7 @@ def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict
     if spec.max_model_len:
         engine["max_model_len"] = spec.max_model_len
     config: dict[str, Any] = {
-        "model_loading_config": {"model_id": spec.served_model, "model_source": spec.model_path},
+        "model_loading_config": {"model_id": spec.engine_model, "model_source": spec.model_path},
         "deployment_config": {
             "autoscaling_config": {
                 "min_replicas": spec.min_replicas,
@@ -44,14 +45,15 @@ def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict
         },
         "log_engine_metrics": False,
     }
+    env = {"OTEL_SERVICE_NAME": REPLICA_SERVICE_NAME}  # the replicas' spans say whose they are
     if is_cpu(deployment.gpu_type or spec.gpu_type):
         config["accelerator_config"] = {"kind": "cpu"}
-        env = {"VLLM_CPU_KVCACHE_SPACE": f"{settings.cpu_kv_cache_gib:g}"}
+        env["VLLM_CPU_KVCACHE_SPACE"] = f"{settings.cpu_kv_cache_gib:g}"
         if settings.cpu_threads_bind:
             env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_threads_bind
-        config["runtime_env"] = {"env_vars": env}
     else:
         engine["tensor_parallel_size"] = spec.gpu_count
+    config["runtime_env"] = {"env_vars": env}
     config["engine_kwargs"] = engine
     return config
 

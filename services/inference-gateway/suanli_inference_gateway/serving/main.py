@@ -46,7 +46,7 @@ async def serve(settings: ServingSettings) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         await broker.connect()
-        await declare_streams(broker)
+        await declare_streams(broker, settings.nats_stream_replicas)
         await broker.start()
         if settings.deploy_seed:
             catalog = CatalogClient(catalog_pb2_grpc.CatalogServiceStub(catalog_channel))

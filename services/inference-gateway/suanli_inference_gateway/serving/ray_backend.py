@@ -13,6 +13,7 @@ from suanli_inference_gateway.clients.deployments import Deployment
 from suanli_inference_gateway.serving.apps import build_application, route_prefix
 from suanli_inference_gateway.serving.controller import AppState
 from suanli_inference_gateway.serving.settings import ServingSettings
+from suanli_inference_gateway.serving.tracing import serve_tracing_env
 
 log = get_logger(__name__)
 
@@ -35,6 +36,8 @@ class RayServeBackend:
 
         cache = self._settings.service_home / "vllm-cache"
         os.environ.setdefault("VLLM_CACHE_ROOT", str(cache))
+        for name, value in serve_tracing_env().items():  # before Ray starts: its processes inherit them
+            os.environ.setdefault(name, value)
         if self._settings.ray_address:
             ray.init(address=self._settings.ray_address, namespace="suanli", log_to_driver=False)
         else:

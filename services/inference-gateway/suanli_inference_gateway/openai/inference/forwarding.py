@@ -16,7 +16,8 @@ from suanli_inference_gateway.openai.inference.protocol import (
     EmbeddingRequest,
 )
 from suanli_inference_gateway.openai.inference.service import Inference
-from suanli_inference_gateway.openai.inference.upstream import StreamRelay, TokenUsage
+from suanli_inference_gateway.openai.inference.tracing import InferenceSpan
+from suanli_inference_gateway.openai.inference.upstream import ModelRename, StreamRelay, TokenUsage
 from suanli_inference_gateway.openai.inference.usage import Usage
 
 
@@ -37,9 +38,14 @@ async def forward(
     deployment = inference.routes.resolve(principal.user_id, model)
     url = f"{deployment.endpoint}/v1/{endpoint.replace('.', '/')}"
     payload: dict[str, Any] = body.model_dump(exclude_unset=True)
+    payload["model"] = deployment.spec.engine_model
+    rename = ModelRename(deployment.spec.engine_model, model)
     started = time.perf_counter()
 
+    span = InferenceSpan(body, endpoint, deployment)
+
     def record(usage: TokenUsage, status_code: int) -> None:
+        span.finish(usage, completed=status_code == 200)
         inference.limits.spend(principal, usage.total)
         if inference.quota is not None:
             inference.quota.spend(principal.user_id, usage.total)
@@ -58,14 +64,20 @@ async def forward(
             )
         )
 
-    if not stream:
-        content, usage = await inference.upstream.call(url, payload)
-        record(usage, 200)
-        return Response(content, media_type="application/json")
+    try:
+        if not stream:
+            with span.current():
+                content, usage = await inference.upstream.call(url, payload)
+            record(usage, 200)
+            return Response(rename(content), media_type="application/json")
 
-    # Always ask the engine for the usage, to meter it; the client gets it only if it asked.
-    payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
-    response = await inference.upstream.open_stream(url, payload)
+        # Always ask the engine for the usage, to meter it; the client gets it only if it asked.
+        payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
+        with span.current():
+            response = await inference.upstream.open_stream(url, payload)
+    except BaseException as exc:
+        span.fail(exc)
+        raise
     # 499 when the client went away before the end (nginx's name for it).
     relay = StreamRelay(
         response,
@@ -73,5 +85,5 @@ async def forward(
         on_end=lambda usage, completed: record(usage, 200 if completed else 499),
     )
     return StreamingResponse(
-        relay.events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        rename.each(relay.events()), media_type="text/event-stream", headers={"cache-control": "no-cache"}
     )

@@ -166,3 +166,28 @@ class StreamRelay:
             return True
         self.usage = TokenUsage.of(data.get("usage"))
         return self._client_wants_usage or EMPTY_CHOICES not in event
+
+
+class ModelRename:
+    """Answers name the model as its engine knows it (`DeploymentSpec.engine_model`); the caller
+    gets back the name it asked for. The engine writes compact JSON, so a byte replacement of the
+    `"model"` member does it, whole answers and stream events alike."""
+
+    def __init__(self, engine_model: str, model: str) -> None:
+        self._pairs = (
+            []
+            if engine_model == model
+            else [
+                (f'"model":{json.dumps(engine_model)}'.encode(), f'"model":{json.dumps(model)}'.encode()),
+                (f'"model": {json.dumps(engine_model)}'.encode(), f'"model": {json.dumps(model)}'.encode()),
+            ]
+        )
+
+    def __call__(self, content: bytes) -> bytes:
+        for engine, asked in self._pairs:
+            content = content.replace(engine, asked)
+        return content
+
+    async def each(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield self(chunk)

@@ -11,6 +11,7 @@ from suanli_common.bus import EventPublisher
 from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1.events_pb2 import UsageRecorded
+from suanli_inference_gateway.metrics import TokenMetrics
 
 log = get_logger(__name__)
 
@@ -34,11 +35,14 @@ class UsageSink(Protocol):
 
 
 class EventUsageSink:
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, tokens: TokenMetrics | None = None) -> None:
         self._publisher = publisher
+        self._tokens = tokens
         self._pending: set[asyncio.Task[None]] = set()
 
     def record(self, usage: Usage) -> None:
+        if self._tokens is not None:
+            self._tokens.count(usage.model, usage.prompt_tokens, usage.completion_tokens)
         task = asyncio.get_running_loop().create_task(self._publish(usage))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -34,6 +34,8 @@ class _JobTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobType.Value
     JOB_TYPE_FINE_TUNE: _JobType.ValueType  # 3
     JOB_TYPE_DEPLOYMENT: _JobType.ValueType  # 4
     JOB_TYPE_EVALUATION: _JobType.ValueType  # 5
+    JOB_TYPE_INSTANCE: _JobType.ValueType  # 6
+    """an instance's run (created through CreateInstance, not SubmitJob)"""
 
 class JobType(_JobType, metaclass=_JobTypeEnumTypeWrapper): ...
 
@@ -43,6 +45,8 @@ JOB_TYPE_MPI: JobType.ValueType  # 2
 JOB_TYPE_FINE_TUNE: JobType.ValueType  # 3
 JOB_TYPE_DEPLOYMENT: JobType.ValueType  # 4
 JOB_TYPE_EVALUATION: JobType.ValueType  # 5
+JOB_TYPE_INSTANCE: JobType.ValueType  # 6
+"""an instance's run (created through CreateInstance, not SubmitJob)"""
 Global___JobType: _TypeAlias = JobType  # noqa: Y015
 
 class _JobStatus:
@@ -102,6 +106,39 @@ DEPLOYMENT_STATUS_FAILED: DeploymentStatus.ValueType  # 4
 DEPLOYMENT_STATUS_STOPPING: DeploymentStatus.ValueType  # 5
 DEPLOYMENT_STATUS_STOPPED: DeploymentStatus.ValueType  # 6
 Global___DeploymentStatus: _TypeAlias = DeploymentStatus  # noqa: Y015
+
+class _InstanceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InstanceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InstanceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INSTANCE_STATUS_UNSPECIFIED: _InstanceStatus.ValueType  # 0
+    INSTANCE_STATUS_QUEUED: _InstanceStatus.ValueType  # 1
+    INSTANCE_STATUS_STARTING: _InstanceStatus.ValueType  # 2
+    INSTANCE_STATUS_RUNNING: _InstanceStatus.ValueType  # 3
+    INSTANCE_STATUS_STOPPING: _InstanceStatus.ValueType  # 4
+    INSTANCE_STATUS_STOPPED: _InstanceStatus.ValueType  # 5
+    INSTANCE_STATUS_FAILED: _InstanceStatus.ValueType  # 6
+    INSTANCE_STATUS_DELETED: _InstanceStatus.ValueType  # 7
+
+class InstanceStatus(_InstanceStatus, metaclass=_InstanceStatusEnumTypeWrapper):
+    """---- Instances ----
+    The status is derived from the instance's current run (a job): queued (waiting for resources),
+    starting (staging its mounts, its server not answering yet), running, stopping (stopped by its
+    owner, the server still going), stopped (no run; the storage is kept), failed (the run failed;
+    start it again), deleted (gone with its storage; not found by users).
+    """
+
+INSTANCE_STATUS_UNSPECIFIED: InstanceStatus.ValueType  # 0
+INSTANCE_STATUS_QUEUED: InstanceStatus.ValueType  # 1
+INSTANCE_STATUS_STARTING: InstanceStatus.ValueType  # 2
+INSTANCE_STATUS_RUNNING: InstanceStatus.ValueType  # 3
+INSTANCE_STATUS_STOPPING: InstanceStatus.ValueType  # 4
+INSTANCE_STATUS_STOPPED: InstanceStatus.ValueType  # 5
+INSTANCE_STATUS_FAILED: InstanceStatus.ValueType  # 6
+INSTANCE_STATUS_DELETED: InstanceStatus.ValueType  # 7
+Global___InstanceStatus: _TypeAlias = InstanceStatus  # noqa: Y015
 
 @_typing.final
 class JobSpec(_message.Message):
@@ -164,6 +201,9 @@ class JobSpec(_message.Message):
     DATASET_PATH_FIELD_NUMBER: _builtins.int
     FINE_TUNE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    CPU_MILLIS_FIELD_NUMBER: _builtins.int
+    MEMORY_MB_FIELD_NUMBER: _builtins.int
+    INSTANCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     job_type: Global___JobType.ValueType
     command: _builtins.str
@@ -181,6 +221,12 @@ class JobSpec(_message.Message):
     """staged into the job's volume as SUANLI_MODEL_PATH (a local path for now)"""
     dataset_path: _builtins.str
     """staged as SUANLI_DATASET_PATH"""
+    cpu_millis: _builtins.int
+    """CPU and memory the job reserves on each node besides its GPU slots (0: none), checked against
+    what the node's agent declares.
+    thousandths of a core
+    """
+    memory_mb: _builtins.int
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -193,6 +239,10 @@ class JobSpec(_message.Message):
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """facts the submitting service keeps with the job and reads back"""
+
+    @_builtins.property
+    def instance(self) -> Global___InstanceLaunch:
+        """set for JOB_TYPE_INSTANCE: what the agent starts"""
 
     def __init__(
         self,
@@ -214,16 +264,94 @@ class JobSpec(_message.Message):
         dataset_path: _builtins.str = ...,
         fine_tune: Global___FineTuneSpec | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        cpu_millis: _builtins.int = ...,
+        memory_mb: _builtins.int = ...,
+        instance: Global___InstanceLaunch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "fine_tune", b"fine_tune", "max_runtime_minutes", b"max_runtime_minutes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "fine_tune", b"fine_tune", "instance", b"instance", "max_runtime_minutes", b"max_runtime_minutes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "ckpt_path", b"ckpt_path", "command", b"command", "dataset_path", b"dataset_path", "env", b"env", "fine_tune", b"fine_tune", "gpu_type", b"gpu_type", "gpus_per_node", b"gpus_per_node", "image", b"image", "job_type", b"job_type", "labels", b"labels", "max_runtime_minutes", b"max_runtime_minutes", "model_path", b"model_path", "model_save_path", b"model_save_path", "name", b"name", "nodes", b"nodes", "priority", b"priority", "volume_gb", b"volume_gb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes", "ckpt_path", b"ckpt_path", "command", b"command", "cpu_millis", b"cpu_millis", "dataset_path", b"dataset_path", "env", b"env", "fine_tune", b"fine_tune", "gpu_type", b"gpu_type", "gpus_per_node", b"gpus_per_node", "image", b"image", "instance", b"instance", "job_type", b"job_type", "labels", b"labels", "max_runtime_minutes", b"max_runtime_minutes", "memory_mb", b"memory_mb", "model_path", b"model_path", "model_save_path", b"model_save_path", "name", b"name", "nodes", b"nodes", "priority", b"priority", "volume_gb", b"volume_gb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_runtime_minutes: _TypeAlias = _typing.Literal["max_runtime_minutes"]  # noqa: Y015
     _WhichOneofArgType__max_runtime_minutes: _TypeAlias = _typing.Literal["_max_runtime_minutes", b"_max_runtime_minutes"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_runtime_minutes) -> _WhichOneofReturnType__max_runtime_minutes | None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
+
+@_typing.final
+class InstanceLaunch(_message.Message):
+    """What the agent starts for an instance: the server of `kind` on a free port of the node, behind
+    the gateway's path `base_url`, with its storage at <volumes>/instances/<instance_id>.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
+    instance_id: _builtins.str
+    kind: _builtins.str
+    """jupyterlab | llamafactory | tensorboard"""
+    token: _builtins.str
+    """the server's own access token (Jupyter's); the gateway's proxy adds it"""
+    base_url: _builtins.str
+    """/instances/<instance_id>/"""
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceMount]: ...
+    def __init__(
+        self,
+        *,
+        instance_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        token: _builtins.str = ...,
+        base_url: _builtins.str = ...,
+        mounts: _abc.Iterable[Global___InstanceMount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_url", b"base_url", "instance_id", b"instance_id", "kind", b"kind", "mounts", b"mounts", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstanceLaunch: _TypeAlias = InstanceLaunch  # noqa: Y015
+
+@_typing.final
+class InstanceMount(_message.Message):
+    """One input of an instance. Models, datasets and adapters are copied into its storage read-only
+    (<storage>/models/<name>, ...); jobs' and instances' folders are read in place (TensorBoard's logs).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """model | dataset | adapter | job | instance"""
+    id: _builtins.str
+    """the catalog's model or file id, the job's or the instance's id"""
+    name: _builtins.str
+    """the file or folder name under <storage>/<kind>s/; TensorBoard's run name"""
+    source: _builtins.str
+    """a local path or URL (as a job's model_path); set by the scheduler for job"""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind", "name", b"name", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstanceMount: _TypeAlias = InstanceMount  # noqa: Y015
 
 @_typing.final
 class FineTuneSpec(_message.Message):
@@ -270,6 +398,7 @@ class Job(_message.Message):
     OUTPUT_PATH_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     OUTPUT_MODEL_ID_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     owner_id: _builtins.str
     status: Global___JobStatus.ValueType
@@ -284,6 +413,8 @@ class Job(_message.Message):
     """what the succeeded process left in <output>/result.json (up to 64 KiB)"""
     output_model_id: _builtins.str
     """fine-tunes: the id its merged model is registered under"""
+    endpoint: _builtins.str
+    """instances: host:port its server listens on, once running"""
     @_builtins.property
     def spec(self) -> Global___JobSpec: ...
     @_builtins.property
@@ -311,10 +442,11 @@ class Job(_message.Message):
         output_path: _builtins.str = ...,
         result_json: _builtins.str = ...,
         output_model_id: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "spec", b"spec", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "node_ids", b"node_ids", "output_model_id", b"output_model_id", "output_path", b"output_path", "owner_id", b"owner_id", "progress", b"progress", "result_json", b"result_json", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "endpoint", b"endpoint", "finished_at", b"finished_at", "id", b"id", "node_ids", b"node_ids", "output_model_id", b"output_model_id", "output_path", b"output_path", "owner_id", b"owner_id", "progress", b"progress", "result_json", b"result_json", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -519,6 +651,7 @@ class AttemptState(_message.Message):
     GPU_TYPE_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     attempt: _builtins.int
     lease_id: _builtins.str
@@ -530,6 +663,8 @@ class AttemptState(_message.Message):
     slots: _builtins.int
     result_json: _builtins.str
     """on success, as in the JobReport: a heartbeat that reconciles carries it too"""
+    endpoint: _builtins.str
+    """as in the JobReport"""
     def __init__(
         self,
         *,
@@ -542,10 +677,11 @@ class AttemptState(_message.Message):
         gpu_type: _builtins.str = ...,
         slots: _builtins.int = ...,
         result_json: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "exit_code", b"exit_code", "gpu_type", b"gpu_type", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "phase", b"phase", "result_json", b"result_json", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "endpoint", b"endpoint", "exit_code", b"exit_code", "gpu_type", b"gpu_type", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "phase", b"phase", "result_json", b"result_json", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -554,6 +690,26 @@ Global___AttemptState: _TypeAlias = AttemptState  # noqa: Y015
 @_typing.final
 class AgentHeartbeat(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class UnavailableInstanceKindsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     NODE_ID_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
@@ -564,6 +720,9 @@ class AgentHeartbeat(_message.Message):
     PORT_RANGE_END_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
+    CPU_MILLIS_FIELD_NUMBER: _builtins.int
+    MEMORY_MB_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_INSTANCE_KINDS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     address: _builtins.str
     """MASTER_ADDR other nodes reach this one at"""
@@ -574,6 +733,9 @@ class AgentHeartbeat(_message.Message):
     port_range_end: _builtins.int
     instance_id: _builtins.str
     """changes when the agent restarts"""
+    cpu_millis: _builtins.int
+    """What the node has for jobs that reserve CPU and memory (instances); 0: not declared."""
+    memory_mb: _builtins.int
     @_builtins.property
     def gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuSlots]:
         """inventory; `used` counts the slots its live attempts hold"""
@@ -584,6 +746,10 @@ class AgentHeartbeat(_message.Message):
 
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_instance_kinds(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Instance kinds this node cannot run, with the reason (e.g. a package that is not installed)."""
+
     def __init__(
         self,
         *,
@@ -596,10 +762,13 @@ class AgentHeartbeat(_message.Message):
         port_range_end: _builtins.int = ...,
         instance_id: _builtins.str = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
+        cpu_millis: _builtins.int = ...,
+        memory_mb: _builtins.int = ...,
+        unavailable_instance_kinds: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "attempts", b"attempts", "container_runtime", b"container_runtime", "gpus", b"gpus", "instance_id", b"instance_id", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "sent_at", b"sent_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "attempts", b"attempts", "container_runtime", b"container_runtime", "cpu_millis", b"cpu_millis", "gpus", b"gpus", "instance_id", b"instance_id", "memory_mb", b"memory_mb", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "sent_at", b"sent_at", "unavailable_instance_kinds", b"unavailable_instance_kinds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -668,12 +837,15 @@ class StopWork(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    DELETE_STORAGE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     attempt: _builtins.int
     """0: every attempt of the job this node holds"""
     reason: Global___JobStatus.ValueType
     """CANCELLED, TIMED_OUT, FAILED (a peer failed) or QUEUED (superseded)"""
     message: _builtins.str
+    delete_storage: _builtins.bool
+    """an instance was deleted: remove its storage once its server is gone"""
     def __init__(
         self,
         *,
@@ -681,10 +853,11 @@ class StopWork(_message.Message):
         attempt: _builtins.int = ...,
         reason: Global___JobStatus.ValueType = ...,
         message: _builtins.str = ...,
+        delete_storage: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job_id", b"job_id", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "delete_storage", b"delete_storage", "job_id", b"job_id", "message", b"message", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -730,6 +903,7 @@ class JobReport(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     RESULT_JSON_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     job_id: _builtins.str
     attempt: _builtins.int
@@ -740,6 +914,8 @@ class JobReport(_message.Message):
     progress: _builtins.float
     result_json: _builtins.str
     """on success: the job's <output>/result.json (up to 64 KiB)"""
+    endpoint: _builtins.str
+    """instances: host:port its server answers on (with RUNNING)"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -755,10 +931,11 @@ class JobReport(_message.Message):
         progress: _builtins.float = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         result_json: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "exit_code", b"exit_code", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "node_id", b"node_id", "phase", b"phase", "progress", b"progress", "result_json", b"result_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "endpoint", b"endpoint", "exit_code", b"exit_code", "job_id", b"job_id", "lease_id", b"lease_id", "message", b"message", "node_id", b"node_id", "phase", b"phase", "progress", b"progress", "result_json", b"result_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1026,3 +1203,268 @@ class ReportDeploymentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportDeploymentRequest: _TypeAlias = ReportDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class InstanceSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CPU_MILLIS_FIELD_NUMBER: _builtins.int
+    MEMORY_MB_FIELD_NUMBER: _builtins.int
+    GPUS_FIELD_NUMBER: _builtins.int
+    GPU_TYPE_FIELD_NUMBER: _builtins.int
+    STORAGE_GB_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """unique among the owner's instances"""
+    kind: _builtins.str
+    """jupyterlab | llamafactory | tensorboard"""
+    cpu_millis: _builtins.int
+    """reserved on its node while it runs"""
+    memory_mb: _builtins.int
+    gpus: _builtins.int
+    """GPU slots (0: none; CPU slots on a node without GPUs)"""
+    gpu_type: _builtins.str
+    """"": any type (only with gpus)"""
+    storage_gb: _builtins.int
+    """its storage (workspace and mounted copies); checked against free disk"""
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceMount]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        cpu_millis: _builtins.int = ...,
+        memory_mb: _builtins.int = ...,
+        gpus: _builtins.int = ...,
+        gpu_type: _builtins.str = ...,
+        storage_gb: _builtins.int = ...,
+        mounts: _abc.Iterable[Global___InstanceMount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_millis", b"cpu_millis", "gpu_type", b"gpu_type", "gpus", b"gpus", "kind", b"kind", "memory_mb", b"memory_mb", "mounts", b"mounts", "name", b"name", "storage_gb", b"storage_gb"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstanceSpec: _TypeAlias = InstanceSpec  # noqa: Y015
+
+@_typing.final
+class Instance(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    STORAGE_PATH_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    owner_id: _builtins.str
+    status: Global___InstanceStatus.ValueType
+    status_reason: _builtins.str
+    job_id: _builtins.str
+    """its current (or last) run"""
+    node_id: _builtins.str
+    """where that run is placed"""
+    endpoint: _builtins.str
+    """host:port of its server while running"""
+    token: _builtins.str
+    """the server's access token; only services (the gateway's proxy) need it"""
+    base_url: _builtins.str
+    """the gateway path it is served under"""
+    storage_path: _builtins.str
+    """its storage on the volumes"""
+    @_builtins.property
+    def spec(self) -> Global___InstanceSpec: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """when the current run began running"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        spec: Global___InstanceSpec | None = ...,
+        status: Global___InstanceStatus.ValueType = ...,
+        status_reason: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        token: _builtins.str = ...,
+        base_url: _builtins.str = ...,
+        storage_path: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "spec", b"spec", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_url", b"base_url", "created_at", b"created_at", "endpoint", b"endpoint", "id", b"id", "job_id", b"job_id", "node_id", b"node_id", "owner_id", b"owner_id", "spec", b"spec", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason", "storage_path", b"storage_path", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Instance: _TypeAlias = Instance  # noqa: Y015
+
+@_typing.final
+class CreateInstanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    owner_id: _builtins.str
+    @_builtins.property
+    def spec(self) -> Global___InstanceSpec: ...
+    def __init__(
+        self,
+        *,
+        owner_id: _builtins.str = ...,
+        spec: Global___InstanceSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_id", b"owner_id", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateInstanceRequest: _TypeAlias = CreateInstanceRequest  # noqa: Y015
+
+@_typing.final
+class GetInstanceRequest(_message.Message):
+    """caller_id "" is a service asking: it sees every instance that is not deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    instance_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "instance_id", b"instance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInstanceRequest: _TypeAlias = GetInstanceRequest  # noqa: Y015
+
+@_typing.final
+class ListInstancesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstancesRequest: _TypeAlias = ListInstancesRequest  # noqa: Y015
+
+@_typing.final
+class ListInstancesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTANCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___Instance]: ...
+    def __init__(
+        self,
+        *,
+        instances: _abc.Iterable[Global___Instance] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instances", b"instances"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstancesResponse: _TypeAlias = ListInstancesResponse  # noqa: Y015
+
+@_typing.final
+class StopInstanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    instance_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "instance_id", b"instance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopInstanceRequest: _TypeAlias = StopInstanceRequest  # noqa: Y015
+
+@_typing.final
+class StartInstanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    instance_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "instance_id", b"instance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartInstanceRequest: _TypeAlias = StartInstanceRequest  # noqa: Y015
+
+@_typing.final
+class DeleteInstanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    caller_id: _builtins.str
+    instance_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        caller_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "instance_id", b"instance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteInstanceRequest: _TypeAlias = DeleteInstanceRequest  # noqa: Y015

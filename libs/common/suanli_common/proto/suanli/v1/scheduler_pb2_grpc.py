@@ -84,6 +84,36 @@ class SchedulerServiceStub:
                 request_serializer=suanli_dot_v1_dot_scheduler__pb2.ReportDeploymentRequest.SerializeToString,
                 response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
                 _registered_method=True)
+        self.CreateInstance = channel.unary_unary(
+                '/suanli.v1.SchedulerService/CreateInstance',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.CreateInstanceRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+                _registered_method=True)
+        self.GetInstance = channel.unary_unary(
+                '/suanli.v1.SchedulerService/GetInstance',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.GetInstanceRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+                _registered_method=True)
+        self.ListInstances = channel.unary_unary(
+                '/suanli.v1.SchedulerService/ListInstances',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.ListInstancesRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.ListInstancesResponse.FromString,
+                _registered_method=True)
+        self.StopInstance = channel.unary_unary(
+                '/suanli.v1.SchedulerService/StopInstance',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.StopInstanceRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+                _registered_method=True)
+        self.StartInstance = channel.unary_unary(
+                '/suanli.v1.SchedulerService/StartInstance',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.StartInstanceRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+                _registered_method=True)
+        self.DeleteInstance = channel.unary_unary(
+                '/suanli.v1.SchedulerService/DeleteInstance',
+                request_serializer=suanli_dot_v1_dot_scheduler__pb2.DeleteInstanceRequest.SerializeToString,
+                response_deserializer=suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -152,6 +182,45 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateInstance(self, request, context):
+        """Instances: a JupyterLab, LLaMA-Factory or TensorBoard server of one user, run as a job of type
+        INSTANCE by the trainer agent of the node it is placed on. Stop ends that job and keeps the
+        instance's storage; start submits a new one; delete ends it and removes the storage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstances(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +273,36 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ReportDeployment,
                     request_deserializer=suanli_dot_v1_dot_scheduler__pb2.ReportDeploymentRequest.FromString,
                     response_serializer=suanli_dot_v1_dot_scheduler__pb2.Deployment.SerializeToString,
+            ),
+            'CreateInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInstance,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.CreateInstanceRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Instance.SerializeToString,
+            ),
+            'GetInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInstance,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.GetInstanceRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Instance.SerializeToString,
+            ),
+            'ListInstances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstances,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.ListInstancesRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.ListInstancesResponse.SerializeToString,
+            ),
+            'StopInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopInstance,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.StopInstanceRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Instance.SerializeToString,
+            ),
+            'StartInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartInstance,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.StartInstanceRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Instance.SerializeToString,
+            ),
+            'DeleteInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteInstance,
+                    request_deserializer=suanli_dot_v1_dot_scheduler__pb2.DeleteInstanceRequest.FromString,
+                    response_serializer=suanli_dot_v1_dot_scheduler__pb2.Instance.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +575,168 @@ class SchedulerService:
             '/suanli.v1.SchedulerService/ReportDeployment',
             suanli_dot_v1_dot_scheduler__pb2.ReportDeploymentRequest.SerializeToString,
             suanli_dot_v1_dot_scheduler__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/CreateInstance',
+            suanli_dot_v1_dot_scheduler__pb2.CreateInstanceRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/GetInstance',
+            suanli_dot_v1_dot_scheduler__pb2.GetInstanceRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/ListInstances',
+            suanli_dot_v1_dot_scheduler__pb2.ListInstancesRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.ListInstancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/StopInstance',
+            suanli_dot_v1_dot_scheduler__pb2.StopInstanceRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/StartInstance',
+            suanli_dot_v1_dot_scheduler__pb2.StartInstanceRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suanli.v1.SchedulerService/DeleteInstance',
+            suanli_dot_v1_dot_scheduler__pb2.DeleteInstanceRequest.SerializeToString,
+            suanli_dot_v1_dot_scheduler__pb2.Instance.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,16 @@ class SchedulerServiceStub:
     DeleteDeployment: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteDeploymentRequest, _scheduler_pb2.Deployment]
     ReportDeployment: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ReportDeploymentRequest, _scheduler_pb2.Deployment]
     """The serving controller tells what it made of a deployment (ready, failed, stopped)."""
+    CreateInstance: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.CreateInstanceRequest, _scheduler_pb2.Instance]
+    """Instances: a JupyterLab, LLaMA-Factory or TensorBoard server of one user, run as a job of type
+    INSTANCE by the trainer agent of the node it is placed on. Stop ends that job and keeps the
+    instance's storage; start submits a new one; delete ends it and removes the storage.
+    """
+    GetInstance: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.GetInstanceRequest, _scheduler_pb2.Instance]
+    ListInstances: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListInstancesRequest, _scheduler_pb2.ListInstancesResponse]
+    StopInstance: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.StopInstanceRequest, _scheduler_pb2.Instance]
+    StartInstance: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.StartInstanceRequest, _scheduler_pb2.Instance]
+    DeleteInstance: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteInstanceRequest, _scheduler_pb2.Instance]
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
@@ -65,6 +75,16 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     DeleteDeployment: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteDeploymentRequest, _scheduler_pb2.Deployment]  # type: ignore[assignment]
     ReportDeployment: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ReportDeploymentRequest, _scheduler_pb2.Deployment]  # type: ignore[assignment]
     """The serving controller tells what it made of a deployment (ready, failed, stopped)."""
+    CreateInstance: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.CreateInstanceRequest, _scheduler_pb2.Instance]  # type: ignore[assignment]
+    """Instances: a JupyterLab, LLaMA-Factory or TensorBoard server of one user, run as a job of type
+    INSTANCE by the trainer agent of the node it is placed on. Stop ends that job and keeps the
+    instance's storage; start submits a new one; delete ends it and removes the storage.
+    """
+    GetInstance: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.GetInstanceRequest, _scheduler_pb2.Instance]  # type: ignore[assignment]
+    ListInstances: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListInstancesRequest, _scheduler_pb2.ListInstancesResponse]  # type: ignore[assignment]
+    StopInstance: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.StopInstanceRequest, _scheduler_pb2.Instance]  # type: ignore[assignment]
+    StartInstance: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.StartInstanceRequest, _scheduler_pb2.Instance]  # type: ignore[assignment]
+    DeleteInstance: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DeleteInstanceRequest, _scheduler_pb2.Instance]  # type: ignore[assignment]
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -140,5 +160,51 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_pb2.Deployment, _abc.Awaitable[_scheduler_pb2.Deployment]]:
         """The serving controller tells what it made of a deployment (ready, failed, stopped)."""
+
+    @_abc_1.abstractmethod
+    def CreateInstance(
+        self,
+        request: _scheduler_pb2.CreateInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Instance, _abc.Awaitable[_scheduler_pb2.Instance]]:
+        """Instances: a JupyterLab, LLaMA-Factory or TensorBoard server of one user, run as a job of type
+        INSTANCE by the trainer agent of the node it is placed on. Stop ends that job and keeps the
+        instance's storage; start submits a new one; delete ends it and removes the storage.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInstance(
+        self,
+        request: _scheduler_pb2.GetInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Instance, _abc.Awaitable[_scheduler_pb2.Instance]]: ...
+
+    @_abc_1.abstractmethod
+    def ListInstances(
+        self,
+        request: _scheduler_pb2.ListInstancesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.ListInstancesResponse, _abc.Awaitable[_scheduler_pb2.ListInstancesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StopInstance(
+        self,
+        request: _scheduler_pb2.StopInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Instance, _abc.Awaitable[_scheduler_pb2.Instance]]: ...
+
+    @_abc_1.abstractmethod
+    def StartInstance(
+        self,
+        request: _scheduler_pb2.StartInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Instance, _abc.Awaitable[_scheduler_pb2.Instance]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteInstance(
+        self,
+        request: _scheduler_pb2.DeleteInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.Instance, _abc.Awaitable[_scheduler_pb2.Instance]]: ...
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
