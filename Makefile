@@ -82,7 +82,19 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests deploy/tests
 
-test-integration: venv
+# Debian's Chromium, which the console's browser tests drive through Playwright (Playwright's own
+# browser download is not possible here), with a Chinese font for the screenshots of the Chinese
+# pages; installed once, when missing (the machine runs as root).
+CHROMIUM := /usr/bin/chromium
+CHROMIUM_PACKAGES := chromium fonts-wqy-microhei
+
+$(CHROMIUM):
+	@echo "installing $(CHROMIUM_PACKAGES) (Debian) for the console's browser tests"
+	@export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null; }
+
+test-integration: venv $(CHROMIUM)
 	$(BIN)/pytest -q -m integration tests/integration
 
 test: proto-check lint test-unit test-integration

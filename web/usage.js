@@ -8,6 +8,8 @@ const LANG_KEY = "suanli.lang";
 const EMAIL_KEY = "suanli.email";
 const COLORS = { cost: "#2563eb", input: "#0891b2", output: "#d97706", gpu: "#059669" };
 const MAX_FILLED_DAYS = 400;
+// Inside the console (#/usage shows this page in a frame): the console draws the header.
+const EMBEDDED = new URLSearchParams(window.location.search).get("embed") === "1";
 
 const MESSAGES = {
   en: {
@@ -519,7 +521,7 @@ function loadAll() {
 // The range and grouping live in the address, so a reload or a shared link shows the same.
 function rememberQuery(query) {
   const url = new URL(window.location.href);
-  url.search = queryString(query);
+  url.search = queryString(query, EMBEDDED ? { embed: "1" } : {});
   try {
     window.history.replaceState(null, "", url);
   } catch {
@@ -936,6 +938,7 @@ function switchLanguage() {
 }
 
 function start() {
+  document.documentElement.classList.toggle("embedded", EMBEDDED);
   const stored = store.get(SESSION_KEY);
   state.session = readSession();
   if (stored !== null && !state.session) state.notice = "sessionExpired";
