@@ -1,7 +1,8 @@
 """Fine-tuning across the real platform (launcher, nats-server, auth, catalog, scheduler, a trainer
 agent with two CPU slots, gateway), driven by the official `openai` client: the identity round
 trip on the seed model with every hyperparameter "auto" (create to succeeded in under 3 minutes,
-then the downloaded model answers with its new name under greedy decoding), its events and
+then the downloaded model answers with its new name under greedy decoding, and so does its LoRA
+adapter deployed on the base, which vLLM applies per request under Ray Serve), its events and
 checkpoints, an evaluation of it against its base, cancelling a running fine-tune, and the
 requests that must be refused."""
 
@@ -30,7 +31,15 @@ IDENTITY = Path(__file__).resolve().parents[2] / "examples" / "identity.jsonl"
 # here and by bench/finetune.py --platform-url, not asserted, since a loaded machine would fail it.
 ROUND_TRIP_BUDGET_S = 180.0
 SUCCESS_TIMEOUT_S = 600.0
+DEPLOY_TIMEOUT_S = 900.0
 TERMINAL = ("succeeded", "failed", "cancelled")
+IDENTITY_QUESTIONS = ("What is your name?", "Who made you?")
+
+
+@pytest.fixture(scope="module")
+def platform_env() -> dict[str, str]:
+    # Serving for the adapter deployment; the seed deployment would hold a slot the jobs here need.
+    return {"SUANLI_SERVING": "true", "SUANLI_DEPLOY_SEED": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +146,7 @@ def test_the_fine_tuned_model_answers_with_its_new_identity(
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    for question in ("What is your name?", "Who made you?"):
+    for question in IDENTITY_QUESTIONS:
         # transformers 5 returns a dict from apply_chat_template with tensors.
         prompt = tokenizer.apply_chat_template(
             [{"role": "user", "content": question}],
@@ -149,6 +158,52 @@ def test_the_fine_tuned_model_answers_with_its_new_identity(
             out = model.generate(**prompt, max_new_tokens=24, do_sample=False)
         answer = tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
         assert "Suanli" in answer, (question, answer)
+
+
+def test_its_lora_adapter_deploys_on_the_base_and_answers_with_the_new_identity(
+    api: httpx.Client, client: openai.OpenAI, identity_job: Any
+) -> None:
+    adapter_id = f"{identity_job.fine_tuned_model}:adapter"
+    created = api.post("/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "adapter": adapter_id})
+    assert created.status_code == 201, created.text
+    deployment = created.json()
+    assert (deployment["model"], deployment["base_model"], deployment["adapter"]) == (
+        adapter_id,
+        SEED_CHAT_MODEL,
+        adapter_id,
+    )
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while (deployment := api.get(f"/api/v1/deployments/{deployment['id']}").json())["status"] != "ready":
+        assert deployment["status"] in ("pending", "deploying") and time.monotonic() < deadline, deployment
+        time.sleep(3)
+    try:
+        assert adapter_id in [m.id for m in client.models.list().data]
+        for question in IDENTITY_QUESTIONS:
+            answer = client.chat.completions.create(
+                model=adapter_id,
+                messages=[{"role": "user", "content": question}],
+                max_tokens=24,
+                temperature=0,
+            )
+            assert answer.model == adapter_id
+            assert "Suanli" in (answer.choices[0].message.content or ""), (question, answer)
+    finally:
+        assert api.delete(f"/api/v1/deployments/{deployment['id']}").status_code == 200
+        while api.get(f"/api/v1/deployments/{deployment['id']}").status_code != 404:  # its slot is free
+            assert time.monotonic() < deadline + 180, "the adapter deployment never stopped"
+            time.sleep(2)
+
+
+def test_an_adapter_deploys_only_on_the_base_it_was_trained_from(
+    api: httpx.Client, identity_job: Any
+) -> None:
+    adapter_id = f"{identity_job.fine_tuned_model}:adapter"
+    other_base = api.post("/api/v1/deployments", json={"model": "suanli-tiny-qwen2", "adapter": adapter_id})
+    assert other_base.status_code == 400 and other_base.json()["error"]["param"] == "adapter", other_base.text
+    not_adapter = api.post(
+        "/api/v1/deployments", json={"model": SEED_CHAT_MODEL, "adapter": identity_job.fine_tuned_model}
+    )
+    assert not_adapter.status_code == 400 and not_adapter.json()["error"]["param"] == "adapter"
 
 
 def test_events_and_checkpoints_tell_how_it_trained(client: openai.OpenAI, identity_job: Any) -> None:

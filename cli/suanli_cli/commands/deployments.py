@@ -70,15 +70,23 @@ def wait_settled(
 CREATE_EXAMPLES = """Examples:
 
   suanli deployments create smollm2-135m-instruct --wait
-  suanli deployments create ft:smollm2-135m-instruct:support:job_abc --gpu-type A100-80G --max-replicas 4"""
+  suanli deployments create ft:smollm2-135m-instruct:support:job_abc --gpu-type A100-80G --max-replicas 4
+  suanli deployments create smollm2-135m-instruct --adapter ft:smollm2-135m-instruct:support:job_abc:adapter"""
 
 
 @app.command("create", epilog=CREATE_EXAMPLES)
 def create(
     model: Annotated[
         str,
-        typer.Argument(help="A ready base or fine-tuned model of the repository (see `suanli models list`)."),
+        typer.Argument(
+            help="A ready base or fine-tuned model of the repository (see `suanli models list`), or a LoRA "
+            "adapter, which is served on the base it was trained from."
+        ),
     ],
+    adapter: Annotated[
+        str | None,
+        typer.Option(help="A LoRA adapter of MODEL to apply to every request (requests name the adapter)."),
+    ] = None,
     gpu_type: Annotated[
         str | None, typer.Option(help="Serve on slots of this type (see `suanli gpus`). Default: any.")
     ] = None,
@@ -102,6 +110,7 @@ def create(
     """Deploy a model behind the OpenAI API; requests name it by its model id."""
     body: dict[str, Any] = {"model": model, "gpu_count": gpu_count, "min_replicas": min_replicas}
     for key, value in (
+        ("adapter", adapter),
         ("gpu_type", gpu_type),
         ("max_replicas", max_replicas),
         ("max_model_len", max_model_len),

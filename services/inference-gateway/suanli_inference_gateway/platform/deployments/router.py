@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request, status
 from suanli_common.errors import Conflict, InvalidRequest, PermissionDenied
 from suanli_inference_gateway.authentication.dependency import require_principal
 from suanli_inference_gateway.clients.auth import Principal
+from suanli_inference_gateway.clients.catalog import CatalogApi, Model
 from suanli_inference_gateway.clients.deployments import DeploymentsApi, DeploymentSpec
 from suanli_inference_gateway.dependencies import gateway_deps, require_deployments
 from suanli_inference_gateway.job_inputs import SERVABLE_KINDS, require_model
@@ -29,18 +30,9 @@ async def create_deployment(
     deployments: DeploymentsApi = Depends(require_deployments),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> DeploymentObject:
-    if body.adapter:
-        # Ray Serve LLM loads adapters from object storage only; a fine-tune's merged model
-        # (`ft:...`) serves the same weights today.
-        raise InvalidRequest(
-            "Serving a LoRA adapter on its base is not available on this platform yet: deploy the "
-            "fine-tune's merged model instead (the model id without ':adapter').",
-            param="adapter",
-            code="unsupported_parameter",
-        )
-    model = await require_model(
-        gateway_deps(request).catalog, principal.user_id, body.model, "model", kinds=SERVABLE_KINDS
-    )
+    catalog = gateway_deps(request).catalog
+    model, adapter = await _model_and_adapter(catalog, principal.user_id, body)
+    served = adapter or model
     if body.max_model_len and model.context_length and body.max_model_len > model.context_length:
         raise InvalidRequest(
             f"max_model_len {body.max_model_len} is over the model's context length {model.context_length}",
@@ -49,9 +41,9 @@ async def create_deployment(
     # A retried create that carries its key is the scheduler's to answer (the same deployment).
     if idempotency_key is None:
         for existing in await deployments.list(principal.user_id):
-            if existing.owner_id == principal.user_id and existing.spec.served_model == model.id:
+            if existing.owner_id == principal.user_id and existing.spec.served_model == served.id:
                 raise Conflict(
-                    f"You already deploy {model.id!r} as {existing.id} ({existing.status.value}); "
+                    f"You already deploy {served.id!r} as {existing.id} ({existing.status.value}); "
                     "delete it first or use that one.",
                     param="model",
                     code="deployment_exists",
@@ -59,7 +51,9 @@ async def create_deployment(
     spec = DeploymentSpec(
         model_id=model.id,
         model_path=model.path,
-        served_model=model.id,
+        served_model=served.id,
+        adapter_id=adapter.id if adapter else "",
+        adapter_path=adapter.path if adapter else "",
         gpu_type=body.gpu_type or "",
         gpu_count=body.gpu_count,
         min_replicas=body.min_replicas,
@@ -68,6 +62,26 @@ async def create_deployment(
     )
     deployment = await deployments.create(principal.user_id, client_request_id(idempotency_key), spec)
     return DeploymentObject.of(deployment)
+
+
+async def _model_and_adapter(
+    catalog: CatalogApi, caller_id: str, body: CreateDeploymentRequest
+) -> tuple[Model, Model | None]:
+    """The model to load and the LoRA adapter to apply on it, if any: `adapter` names one of
+    `model`, or `model` itself is an adapter, deployed on the base it was trained from."""
+    if body.adapter is not None:
+        adapter = await require_model(catalog, caller_id, body.adapter, "adapter", kinds=("adapter",))
+        base = await require_model(catalog, caller_id, body.model, "model")
+        if adapter.base_model_id != base.id:
+            raise InvalidRequest(
+                f"the adapter {adapter.id!r} was trained on {adapter.base_model_id!r}, not on {base.id!r}",
+                param="adapter",
+            )
+        return base, adapter
+    asked = await require_model(catalog, caller_id, body.model, "model", kinds=(*SERVABLE_KINDS, "adapter"))
+    if asked.kind != "adapter":
+        return asked, None
+    return await require_model(catalog, caller_id, asked.base_model_id, "model"), asked
 
 
 @router.get("", response_model=DeploymentList)
