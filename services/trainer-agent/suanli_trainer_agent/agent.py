@@ -26,6 +26,7 @@ from suanli_common.telemetry import untraced
 from suanli_trainer_agent.discovery import SlotPool, node_resources
 from suanli_trainer_agent.instances import InstanceServer, instance_storage, prepare_server, remove_storage
 from suanli_trainer_agent.instances import unavailable_kinds as instance_kinds_unavailable
+from suanli_trainer_agent.mpi.wire import TOKEN_ENV as MPI_TOKEN_ENV
 from suanli_trainer_agent.protocol import (
     ATTEMPT_HEADER,
     KIND_HEADER,
@@ -348,13 +349,17 @@ class NodeAgent:
         )
         if attempt.devices:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(attempt.devices)
+        if _launch_type(offer.spec) == "mpi":
+            # The secret the launcher and workers prove to each other; the lease id is this
+            # attempt's alone and never leaves the scheduler and the job's agents.
+            env[MPI_TOKEN_ENV] = offer.lease_id
         return env
 
     def _argv(self, attempt: Attempt, volume: Path, env: dict[str, str]) -> list[str]:
         offer = attempt.offer
         launch = Launch(
             command=offer.spec.command,
-            job_type="pytorch" if offer.spec.job_type == pb.JOB_TYPE_PYTORCH else "other",
+            job_type=_launch_type(offer.spec),
             node_rank=offer.node_rank,
             nnodes=offer.nnodes,
             slots=attempt.slots,
@@ -486,6 +491,16 @@ def read_result(output: Path) -> str:
 
 def _result_error(message: str) -> str:
     return json.dumps({"error": message})
+
+
+def _launch_type(spec: pb.JobSpec) -> str:
+    """How the job's command is started. An `mpi` job with an image runs its command in the
+    container on each node (the launcher and workers are the agent's Python, not the image's)."""
+    if spec.job_type == pb.JOB_TYPE_PYTORCH:
+        return "pytorch"
+    if spec.job_type == pb.JOB_TYPE_MPI and not spec.image:
+        return "mpi"
+    return "other"
 
 
 _RANK_ENV = ("NNODES", "NODE_RANK", "WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")

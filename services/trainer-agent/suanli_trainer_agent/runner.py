@@ -38,7 +38,16 @@ def is_python(token: str) -> bool:
 
 def command_argv(launch: Launch) -> list[str]:
     """A `pytorch` job's `python ...` or `torchrun ...` command runs under torchrun (one process per
-    slot, static rendezvous at MASTER_ADDR:MASTER_PORT); anything else runs through /bin/sh."""
+    slot, static rendezvous at MASTER_ADDR:MASTER_PORT); an `mpi` job's node rank 0 runs mpirun
+    over the job's nodes and the others the workers that start its daemons (see the mpi package);
+    anything else runs through /bin/sh."""
+    if launch.job_type == "mpi":
+        mpi = [sys.executable, "-m", "suanli_trainer_agent.mpi"]
+        if launch.node_rank == 0:
+            sizes = [f"--nnodes={launch.nnodes}", f"--slots={launch.slots}"]
+            return [*mpi, "launch", *sizes, f"--master-port={launch.master_port}", "--", launch.command]
+        rendezvous = [f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}"]
+        return [*mpi, "worker", f"--node-rank={launch.node_rank}", *rendezvous]
     tokens = shlex.split(launch.command)
     if launch.job_type == "pytorch" and tokens and (is_python(tokens[0]) or tokens[0] == "torchrun"):
         options = [
