@@ -79,7 +79,17 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/suanli_common $(filter-out %.egg-info,$(wildcard services/*/suanli_*)) cli/suanli_cli
 
-test-unit: venv
+# Debian's Open MPI, whose mpirun and orted the `mpi` job tests run; installed once, when missing.
+MPIRUN := /usr/bin/mpirun
+MPI_PACKAGES := openmpi-bin
+
+$(MPIRUN):
+	@echo "installing $(MPI_PACKAGES) (Debian) for the mpi job tests"
+	@export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $(MPI_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(MPI_PACKAGES) >/dev/null; }
+
+test-unit: venv $(MPIRUN)
 	$(BIN)/pytest -q libs/common/tests services/*/tests cli/tests deploy/tests
 
 # Debian's Chromium, which the console's browser tests drive through Playwright (Playwright's own
@@ -94,7 +104,7 @@ $(CHROMIUM):
 	  apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null; }
 
-test-integration: venv $(CHROMIUM)
+test-integration: venv $(CHROMIUM) $(MPIRUN)
 	$(BIN)/pytest -q -m integration tests/integration
 
 test: proto-check lint test-unit test-integration
