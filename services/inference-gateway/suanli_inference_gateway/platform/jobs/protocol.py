@@ -22,7 +22,11 @@ class CreateJobRequest(RequestModel):
         None, max_length=1024, description="Container image (needs docker or podman on a node)"
     )
     job_type: Literal["pytorch", "mpi"] = Field(
-        "pytorch", description="pytorch: torchrun-style env (RANK, WORLD_SIZE, MASTER_ADDR); mpi"
+        "pytorch",
+        description="pytorch: a python/torchrun command runs under torchrun across the nodes "
+        "(RANK, WORLD_SIZE, MASTER_ADDR set); mpi: node rank 0 runs mpirun over a hostfile of all "
+        "nodes (slots = gpus_per_node), starting the other nodes' ranks through their agents; a "
+        "command not starting with mpirun runs as `mpirun -np <nodes x gpus_per_node> <command>`",
     )
     nodes: int = Field(1, ge=1, le=1024, description="How many nodes")
     gpus_per_node: int = Field(1, ge=1, le=64, description="GPU slots on each node")
