@@ -15,6 +15,7 @@ from suanli_inference_gateway.errors import install_error_handlers
 from suanli_inference_gateway.metrics import instrument_http
 from suanli_inference_gateway.openai.files.router import router as files_router
 from suanli_inference_gateway.openai.fine_tuning.router import router as fine_tuning_router
+from suanli_inference_gateway.openai.inference import edge
 from suanli_inference_gateway.openai.inference.router import router as inference_router
 from suanli_inference_gateway.openai.vector_stores.router import router as vector_stores_router
 from suanli_inference_gateway.platform.api_keys.router import router as api_keys_router
@@ -76,12 +77,26 @@ def console_app(files: StaticFiles) -> ASGIApp:
     return console
 
 
+class GatewayApp(FastAPI):
+    """FastAPI, with the inference routes' POSTs served by the inference edge before any of the
+    framework's middleware (see `openai/inference/edge.py` for why)."""
+
+    inference_edge: edge.InferenceEdge | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.inference_edge is not None and edge.handles(scope):
+            scope["app"] = self
+            await self.inference_edge(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: GatewaySettings, deps: GatewayDeps, metrics: CollectorRegistry | None = None
 ) -> FastAPI:
     """The app; its /metrics serves `metrics` (the process's registry, which the bus and the
     usage counter record into too), or a registry of its own."""
-    app = FastAPI(
+    app = GatewayApp(
         title="Suanli API",
         version="1",
         description="Suanli's platform API. The OpenAI-compatible API lives under /v1.",
@@ -100,7 +115,8 @@ def create_app(
         # The console is the router's fallback rather than a mount at "/": a mount matches
         # every path fully and would answer a wrong method on an API route with its own 405.
         app.router.default = console_app(StaticFiles(directory=settings.web_dir, html=True))
-    instrument_http(app, metrics if metrics is not None else CollectorRegistry())
+    http_metrics = instrument_http(app, metrics if metrics is not None else CollectorRegistry())
+    app.inference_edge = edge.InferenceEdge(lambda: app.state.deps, http_metrics)
     # No spans per ASGI send/receive: they double a request's tracing cost and say nothing the
     # request span does not.
     FastAPIInstrumentor.instrument_app(

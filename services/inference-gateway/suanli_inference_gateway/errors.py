@@ -62,7 +62,7 @@ def describe_validation_error(errors: Sequence[Any]) -> tuple[str, str | None, s
         )
     if kind == "missing" and param is None:
         return "The request body is missing: the API expects a JSON object.", None, "invalid_json"
-    if kind == "model_attributes_type" and param is None:
+    if kind in ("model_attributes_type", "model_type") and param is None:
         return "The request body must be a JSON object.", None, "invalid_json"
     if kind == "extra_forbidden":
         return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
@@ -75,10 +75,20 @@ def describe_validation_error(errors: Sequence[Any]) -> tuple[str, str | None, s
     return f"Invalid value for '{param}': {message}.", param, "invalid_value"
 
 
+def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
+    message, param, code = describe_validation_error(errors)
+    return JSONResponse(error_body(message, "invalid_request_error", param, code), status_code=400)
+
+
+def server_error_response() -> JSONResponse:
+    return JSONResponse(
+        error_body("The server had an error while processing your request.", "server_error"), status_code=500
+    )
+
+
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    message, param, code = describe_validation_error(exc.errors())
-    return JSONResponse(error_body(message, "invalid_request_error", param, code), status_code=400)
+    return validation_error_response(exc.errors())
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
@@ -120,11 +130,7 @@ class UnhandledErrorMiddleware:
             log.exception("unhandled error", method=scope.get("method"), path=scope.get("path"))
             if started:  # too late for an error object; the client sees a cut response
                 raise
-            response = JSONResponse(
-                error_body("The server had an error while processing your request.", "server_error"),
-                status_code=500,
-            )
-            await response(scope, receive, send)
+            await server_error_response()(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

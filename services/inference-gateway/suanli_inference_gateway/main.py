@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Generator
 
 import grpc
 import httpx
 import uvicorn
+import uvloop
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +41,7 @@ from suanli_inference_gateway.health import model_ready_check
 from suanli_inference_gateway.metrics import TokenMetrics
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
 from suanli_inference_gateway.openai.inference.quota import TokenQuotaGate
+from suanli_inference_gateway.openai.inference.replica_client import ReplicaPool
 from suanli_inference_gateway.openai.inference.routing import RoutingTable, keep_in_sync
 from suanli_inference_gateway.openai.inference.service import Inference
 from suanli_inference_gateway.openai.inference.upstream import Upstream
@@ -127,17 +128,11 @@ async def serve(settings: GatewaySettings) -> None:
         routes.apply(deployment_of(event.data.deployment))
 
     subscribe_events(broker, "deployment.*", DeploymentChanged, on_deployment_changed)
-    limits = httpx.Limits(
+    replicas = ReplicaPool(
         max_connections=settings.inference_max_connections,
-        max_keepalive_connections=settings.inference_max_connections,
-    )
-    upstream_client = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.inference_timeout_s, connect=5.0),
-        # httpcore writes a request's head and body separately: with Nagle's algorithm on, the
-        # body waits for the peer's delayed ACK (tens of milliseconds per request).
-        transport=httpx.AsyncHTTPTransport(
-            limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-        ),
+        keepalive_s=settings.inference_keepalive_s,
+        connect_timeout_s=5.0,
+        read_timeout_s=settings.inference_timeout_s,
     )
     # Instances' servers are on nodes' own interfaces: no proxy from the environment applies.
     instance_client = httpx.AsyncClient(
@@ -160,7 +155,7 @@ async def serve(settings: GatewaySettings) -> None:
         deployments=deployments,
         inference=Inference(
             routes=routes,
-            upstream=Upstream(upstream_client),
+            upstream=Upstream(replicas),
             limits=InferenceLimits(
                 settings.inference_requests_per_minute, settings.inference_tokens_per_minute
             ),
@@ -182,6 +177,7 @@ async def serve(settings: GatewaySettings) -> None:
             access_log=False,
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,
+            http="httptools",
         )
     )
     try:
@@ -202,7 +198,7 @@ async def serve(settings: GatewaySettings) -> None:
     finally:
         if "syncing" in locals():
             syncing.cancel()
-        await upstream_client.aclose()
+        await replicas.aclose()
         await instance_client.aclose()
         await broker.stop()
         for channel in channels.values():
@@ -211,6 +207,9 @@ async def serve(settings: GatewaySettings) -> None:
 
 def main() -> None:
     settings = GatewaySettings()
+    # uvloop's event loop: the gateway's time per request is mostly the loop's own (sockets,
+    # callbacks), which uvloop does in C; uvicorn picks it only when it creates the loop itself.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     run_service(settings, lambda: serve(settings))
 
 

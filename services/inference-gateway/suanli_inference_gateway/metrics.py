@@ -39,28 +39,44 @@ class TokenMetrics:
         self.tokens.labels(model=model, direction="output").inc(max(output_tokens, 0))
 
 
-def instrument_http(app: FastAPI, registry: CollectorRegistry) -> None:
+@dataclass(frozen=True, slots=True)
+class HttpMetrics:
+    requests: Counter
+    duration: Histogram
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> HttpMetrics:
+        return cls(
+            Counter(
+                "suanli_http_requests_total",
+                "HTTP requests answered, by method, route template and status code",
+                ["method", "route", "status"],
+                registry=registry,
+            ),
+            Histogram(
+                "suanli_http_request_duration_seconds",
+                "Time from a request's arrival to the end of its response body (a whole stream), by route",
+                ["method", "route"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+        )
+
+    def observe(self, method: str, route: str, status: str, duration_s: float) -> None:
+        method = method if method in KNOWN_METHODS else "other"
+        self.requests.labels(method, route, status).inc()
+        self.duration.labels(method, route).observe(duration_s)
+
+
+def instrument_http(app: FastAPI, registry: CollectorRegistry) -> HttpMetrics:
     """Counts and times every request by method, route template and status, and serves the registry
     at /metrics (not counted itself, and kept out of the OpenAPI document). Paths no route owns (the
-    console's files, unknown paths) share the route "none"."""
-    requests = Counter(
-        "suanli_http_requests_total",
-        "HTTP requests answered, by method, route template and status code",
-        ["method", "route", "status"],
-        registry=registry,
-    )
-    duration = Histogram(
-        "suanli_http_request_duration_seconds",
-        "Time from a request's arrival to the end of its response body (a whole stream), by route",
-        ["method", "route"],
-        buckets=LATENCY_BUCKETS,
-        registry=registry,
-    )
+    console's files, unknown paths) share the route "none". Routes served outside the framework's
+    middleware (the inference edge) record into the returned metrics themselves."""
+    metrics = HttpMetrics.register(registry)
 
     def record(info: Info) -> None:
-        method = info.method if info.method in KNOWN_METHODS else "other"
-        requests.labels(method=method, route=info.modified_handler, status=info.modified_status).inc()
-        duration.labels(method=method, route=info.modified_handler).observe(info.modified_duration)
+        metrics.observe(info.method, info.modified_handler, info.modified_status, info.modified_duration)
 
     instrumentator = Instrumentator(
         should_group_status_codes=False,
@@ -70,3 +86,4 @@ def instrument_http(app: FastAPI, registry: CollectorRegistry) -> None:
     )
     instrumentator.add(record).instrument(app)
     instrumentator.expose(app, endpoint=METRICS_PATH, include_in_schema=False)
+    return metrics

@@ -60,6 +60,13 @@ class GatewaySettings(ServiceSettings):
     inference_max_connections: int = Field(
         1000, ge=1, description="Connections the gateway keeps open to Ray Serve"
     )
+    inference_keepalive_s: float = Field(
+        4.0,
+        gt=0,
+        description="How long an idle connection to a replica is reused: below the keep-alive timeout "
+        "of the replica's server (Ray Serve's proxy: 90 s; uvicorn's default: 5 s), so that a request "
+        "never races the server closing it",
+    )
     quota_cache_s: float = Field(
         2.0,
         ge=0,

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
+from fastapi import FastAPI
 
 from suanli_catalog.main import RunningCatalog, running_catalog
 from suanli_catalog.seed import TINY, build_once
@@ -51,6 +52,7 @@ class Gateway:
     auth: RunningAuth
     deps: GatewayDeps
     settings: GatewaySettings
+    app: FastAPI  # to serve on a real port, where a test needs a real connection
 
     async def sign_in(self, email: str = "ada@example.com", password: str = "correct horse") -> str:
         await self.http.post("/api/v1/auth/signup", json={"email": email, "password": password})
@@ -141,7 +143,7 @@ async def gateway(settings: GatewaySettings, auth_server: RunningAuth) -> AsyncI
     app = create_app(settings, deps)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield Gateway(http=http, auth=auth_server, deps=deps, settings=settings)
+        yield Gateway(http=http, auth=auth_server, deps=deps, settings=settings, app=app)
     await channel.close()
     await catalog_channel.close()
 

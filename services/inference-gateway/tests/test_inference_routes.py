@@ -1,21 +1,28 @@
-"""The gateway's OpenAI inference routes in front of a stand-in replica (an ASGI app speaking
-vLLM's OpenAI dialect; the real Ray Serve + vLLM path runs in tests/integration): checks at the
-edge, pass-through of answers and replica errors, streaming, metering and rate limits."""
+"""The gateway's OpenAI inference routes in front of a stand-in replica (an app speaking vLLM's
+OpenAI dialect, served by uvicorn on a real port; the real Ray Serve + vLLM path runs in
+tests/integration): checks at the edge, pass-through of answers and replica errors, streaming,
+metering and rate limits."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from conftest import Gateway
+from suanli_common.testing import free_port
 from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
+from suanli_inference_gateway.openai.inference.replica_client import ReplicaPool
 from suanli_inference_gateway.openai.inference.routing import RoutingTable
 from suanli_inference_gateway.openai.inference.service import Inference
 from suanli_inference_gateway.openai.inference.upstream import Upstream
@@ -24,11 +31,22 @@ from suanli_inference_gateway.openai.inference.usage import Usage
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
-def replica() -> FastAPI:
+class ReplicaLog:
+    """What the replica stand-in saw: the trace context of each request, and whether a stream
+    was cut short by its client."""
+
+    def __init__(self) -> None:
+        self.traceparents: list[str | None] = []
+        self.cut = asyncio.Event()
+
+
+def replica(log: ReplicaLog | None = None) -> FastAPI:
     app = FastAPI()
+    seen = log or ReplicaLog()
 
     @app.post("/{deployment_id}/v1/chat/completions")
     async def chat(deployment_id: str, request: Request) -> Any:
+        seen.traceparents.append(request.headers.get("traceparent"))
         body = await request.json()
         if ":" in body["model"]:  # as Ray Serve LLM: a colon names a LoRA adapter of a base model
             base = body["model"].split(":")[0]
@@ -61,6 +79,17 @@ def replica() -> FastAPI:
             }
         assert body["stream_options"]["include_usage"] is True  # the gateway always meters
 
+        async def endless() -> Any:
+            try:
+                while True:
+                    yield b'data: {"choices":[{"index":0,"delta":{"content":"la"}}]}\n\n'
+                    await asyncio.sleep(0.01)
+            finally:
+                seen.cut.set()
+
+        if body.get("max_tokens") == 99:
+            return StreamingResponse(endless(), media_type="text/event-stream")
+
         async def events() -> Any:
             for word in ("Pa", "ris"):
                 chunk = {
@@ -86,7 +115,35 @@ class RecordingSink:
         self.records.append(usage)
 
 
-def public_routes() -> RoutingTable:
+@contextlib.asynccontextmanager
+async def serve_replica(app: FastAPI | None = None) -> AsyncIterator[str]:
+    """Serves the replica stand-in (or `app`) on a free port while the caller iterates; its URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app or replica(), host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture
+def replica_log() -> ReplicaLog:
+    return ReplicaLog()
+
+
+@pytest.fixture
+async def replica_url(replica_log: ReplicaLog) -> AsyncIterator[str]:
+    async with serve_replica(replica(replica_log)) as url:
+        yield url
+
+
+def public_routes(replica_url: str) -> RoutingTable:
     """A routing table with one public, ready deployment of "smollm2" on the replica stand-in."""
     routes = RoutingTable()
     routes.replace(
@@ -96,7 +153,7 @@ def public_routes() -> RoutingTable:
                 owner_id="system",
                 spec=DeploymentSpec(model_id="smollm2", model_path="/m", served_model="smollm2", public=True),
                 status=DeploymentStatus.ready,
-                endpoint="http://replica/dep_1",
+                endpoint=f"{replica_url}/dep_1",
                 updated_at=datetime.now(UTC),
             )
         ]
@@ -105,14 +162,15 @@ def public_routes() -> RoutingTable:
 
 
 @pytest.fixture
-async def inference(gateway: Gateway) -> Any:
-    routes = public_routes()
+async def inference(gateway: Gateway, replica_url: str) -> Any:
+    routes = public_routes(replica_url)
     sink = RecordingSink()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica())) as upstream:
-        gateway.deps.inference = Inference(
-            routes=routes, upstream=Upstream(upstream), limits=InferenceLimits(3, 1_000_000), usage=sink
-        )
-        yield sink
+    pool = ReplicaPool()
+    gateway.deps.inference = Inference(
+        routes=routes, upstream=Upstream(pool), limits=InferenceLimits(3, 1_000_000), usage=sink
+    )
+    yield sink
+    await pool.aclose()
 
 
 async def key(gateway: Gateway) -> dict[str, str]:
@@ -151,7 +209,7 @@ async def test_a_stream_shows_usage_only_to_a_client_that_asked(gateway: Gateway
 
 
 async def test_a_fine_tune_is_served_under_a_colon_free_name_and_answers_under_its_own(
-    gateway: Gateway, inference: Any
+    gateway: Gateway, inference: Any, replica_url: str
 ) -> None:
     fine_tune = "ft:smollm2:identity:job_1"
     routes = gateway.deps.inference.routes  # type: ignore[union-attr]
@@ -164,7 +222,7 @@ async def test_a_fine_tune_is_served_under_a_colon_free_name_and_answers_under_i
                     model_id=fine_tune, model_path="/ft", served_model=fine_tune, public=True
                 ),
                 status=DeploymentStatus.ready,
-                endpoint="http://replica/dep_2",
+                endpoint=f"{replica_url}/dep_2",
                 updated_at=datetime.now(UTC),
             )
         ]
@@ -223,3 +281,75 @@ async def test_requests_over_the_keys_limit_get_429(gateway: Gateway, inference:
 async def test_inference_needs_credentials(gateway: Gateway, inference: Any) -> None:
     answer = await gateway.http.post("/v1/chat/completions", json=CHAT)
     assert answer.status_code == 401
+
+
+async def test_a_client_that_goes_away_stops_the_generation(
+    gateway: Gateway, inference: Any, replica_log: ReplicaLog
+) -> None:
+    headers = await key(gateway)
+    async with serve_replica(gateway.app) as url, httpx.AsyncClient(base_url=url) as client:
+        body = {**CHAT, "stream": True, "max_tokens": 99}
+        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as streamed:
+            assert streamed.status_code == 200
+            assert b'"la"' in await anext(streamed.aiter_raw())
+        await asyncio.wait_for(replica_log.cut.wait(), 5)  # the replica stopped generating
+        for _ in range(100):
+            if inference.records:
+                break
+            await asyncio.sleep(0.02)
+    assert [(u.stream, u.status_code) for u in inference.records] == [(True, 499)]
+
+
+async def test_the_callers_trace_goes_on_to_the_replica_and_the_route_is_measured(
+    gateway: Gateway, inference: Any, replica_log: ReplicaLog
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {**await key(gateway), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    for body in (CHAT, {**CHAT, "stream": True}):
+        answer = await gateway.http.post("/v1/chat/completions", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    assert len(replica_log.traceparents) == 2
+    assert all(t is not None and t.split("-")[1] == trace_id for t in replica_log.traceparents)
+    metrics = (await gateway.http.get("/metrics")).text
+    assert (
+        'suanli_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 2.0' in metrics
+    )
+    assert (
+        'suanli_http_request_duration_seconds_count{method="POST",route="/v1/chat/completions"} 2.0'
+        in metrics
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "code"),
+    [
+        (b"{not json", "application/json", "invalid_json"),
+        (b"", "application/json", "invalid_json"),
+        (b"[1, 2]", "application/json", "invalid_json"),
+        (b'{"model": "smollm2"}', "text/plain", "invalid_json"),
+        (b'{"model": "smollm2", "messages": [{"role": "robot"}]}', None, "invalid_value"),
+    ],
+)
+async def test_a_body_that_is_not_a_request_is_a_400_error_object(
+    gateway: Gateway, inference: Any, content: bytes, content_type: str | None, code: str
+) -> None:
+    headers = await key(gateway)
+    if content_type:
+        headers["content-type"] = content_type
+    answer = await gateway.http.post("/v1/chat/completions", content=content, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == code
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_the_inference_routes_stay_in_the_openapi_document_and_other_methods_get_405(
+    gateway: Gateway, inference: Any
+) -> None:
+    paths = (await gateway.http.get("/api/v1/openapi.json")).json()["paths"]
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"} <= set(paths)
+    assert "messages" in str(paths["/v1/chat/completions"]) or "ChatCompletionRequest" in str(
+        paths["/v1/chat/completions"]
+    )
+    wrong = await gateway.http.get("/v1/chat/completions", headers=await key(gateway))
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"

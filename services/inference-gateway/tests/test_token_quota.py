@@ -12,13 +12,14 @@ from typing import Any
 import httpx
 import pytest
 from structlog.testing import capture_logs
-from test_inference_routes import CHAT, RecordingSink, public_routes, replica
+from test_inference_routes import CHAT, RecordingSink, public_routes, serve_replica
 
 from conftest import Gateway
 from suanli_common.errors import Unavailable
 from suanli_inference_gateway.clients.auth import QuotaStatus
 from suanli_inference_gateway.openai.inference.limits import InferenceLimits
 from suanli_inference_gateway.openai.inference.quota import QuotaExceeded, TokenQuotaGate
+from suanli_inference_gateway.openai.inference.replica_client import ReplicaPool
 from suanli_inference_gateway.openai.inference.service import Inference
 from suanli_inference_gateway.openai.inference.upstream import Upstream
 from suanli_inference_gateway.settings import GatewaySettings
@@ -32,17 +33,18 @@ def next_midnight() -> datetime:
 
 @pytest.fixture
 async def inference(gateway: Gateway) -> AsyncIterator[RecordingSink]:
-    routes = public_routes()
     sink = RecordingSink()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica())) as upstream:
+    pool = ReplicaPool()
+    async with serve_replica() as url:
         gateway.deps.inference = Inference(
-            routes=routes,
-            upstream=Upstream(upstream),
+            routes=public_routes(url),
+            upstream=Upstream(pool),
             limits=InferenceLimits(1000, 1_000_000),
             usage=sink,
             quota=TokenQuotaGate(gateway.deps.auth, QUOTA_TTL_S),
         )
         yield sink
+    await pool.aclose()
 
 
 def set_quota(gateway: Gateway, *, limit: int, used: int, email: str = "ada@example.com") -> None:

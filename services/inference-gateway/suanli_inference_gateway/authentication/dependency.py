@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from suanli_common.errors import PermissionDenied, Unauthenticated
 from suanli_common.telemetry import annotate
+from suanli_inference_gateway.authentication.authenticator import Authenticator
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.dependencies import gateway_deps
 
@@ -27,12 +28,27 @@ async def require_principal(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
 ) -> Principal:
-    if credentials is None or not credentials.credentials.strip():
-        raise Unauthenticated(MISSING_CREDENTIALS, code="missing_credentials")
-    principal = await gateway_deps(request).authenticator.authenticate(credentials.credentials.strip())
+    principal = await authenticate_bearer(
+        gateway_deps(request).authenticator, credentials.credentials if credentials else None
+    )
     request.state.principal = principal
     annotate({"enduser.id": principal.user_id, "suanli.api_key.id": principal.key_id})
     return principal
+
+
+def bearer_credential(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header, as `HTTPBearer` reads it; None
+    for no header or another scheme. For routes served outside FastAPI (the inference edge)."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if not scheme or not credential or scheme.lower() != "bearer":
+        return None
+    return credential
+
+
+async def authenticate_bearer(authenticator: Authenticator, credential: str | None) -> Principal:
+    if credential is None or not credential.strip():
+        raise Unauthenticated(MISSING_CREDENTIALS, code="missing_credentials")
+    return await authenticator.authenticate(credential.strip())
 
 
 async def require_admin(principal: Principal = Depends(require_principal)) -> Principal:

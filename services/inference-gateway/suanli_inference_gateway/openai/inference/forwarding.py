@@ -4,10 +4,13 @@ routes and the knowledge bases' `ask` both go through here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from suanli_inference_gateway.clients.auth import Principal
 from suanli_inference_gateway.openai.inference.protocol import (
@@ -84,6 +87,34 @@ async def forward(
         client_wants_usage=client_wants_usage,
         on_end=lambda usage, completed: record(usage, 200 if completed else 499),
     )
-    return StreamingResponse(
-        rename.each(relay.events()), media_type="text/event-stream", headers={"cache-control": "no-cache"}
-    )
+    return EventStreamResponse(relay, rename)
+
+
+class EventStreamResponse(StreamingResponse):
+    """The replica's events relayed to the client as they come: each chunk is one ASGI `send`, with
+    no task group in between (Starlette's own `__call__` runs one per response to hear the client
+    leave). A client that goes away is heard on `receive` and closes the replica's connection at
+    once. `body_iterator` is the renamed events, for a route that wraps them (a knowledge base's
+    answer)."""
+
+    def __init__(self, relay: StreamRelay, rename: ModelRename) -> None:
+        super().__init__(
+            rename.each(relay.events()), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        watcher = asyncio.get_running_loop().create_task(self._abort_on_disconnect(receive))
+        try:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})  # type: ignore[typeddict-item]
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+
+    async def _abort_on_disconnect(self, receive: Receive) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._relay.abort()

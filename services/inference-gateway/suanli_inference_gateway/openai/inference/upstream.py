@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from opentelemetry import propagate
 
 from suanli_common.errors import (
@@ -22,6 +21,11 @@ from suanli_common.errors import (
     SuanliError,
     Unauthenticated,
     Unavailable,
+)
+from suanli_inference_gateway.openai.inference.replica_client import (
+    ReplicaPool,
+    ReplicaResponse,
+    ReplicaUnreachable,
 )
 
 
@@ -85,32 +89,36 @@ _UNREACHABLE = "The model's replicas are not answering right now. Please retry y
 
 
 class Upstream:
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(self, pool: ReplicaPool) -> None:
+        self._pool = pool
 
     async def call(self, url: str, payload: dict[str, Any]) -> tuple[bytes, TokenUsage]:
+        response = await self.open_stream(url, payload)
         try:
-            response = await self._client.post(url, content=json.dumps(payload), headers=_headers())
-        except httpx.TransportError as exc:
+            content = await response.aread()
+        except ReplicaUnreachable as exc:
             raise Unavailable(_UNREACHABLE) from exc
-        if response.status_code != 200:
-            raise _error_of(response.status_code, response.content)
+        finally:
+            await response.aclose()
         try:
-            usage = TokenUsage.of(json.loads(response.content).get("usage"))
+            usage = TokenUsage.of(json.loads(content).get("usage"))
         except (ValueError, AttributeError):
             usage = TokenUsage()
-        return response.content, usage
+        return content, usage
 
-    async def open_stream(self, url: str, payload: dict[str, Any]) -> httpx.Response:
+    async def open_stream(self, url: str, payload: dict[str, Any]) -> ReplicaResponse:
         """The replica's response once it has started well; its error before that."""
-        request = self._client.build_request("POST", url, content=json.dumps(payload), headers=_headers())
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TransportError as exc:
+            response = await self._pool.request(url, json.dumps(payload).encode(), _headers())
+        except ReplicaUnreachable as exc:
             raise Unavailable(_UNREACHABLE) from exc
         if response.status_code != 200:
-            body = await response.aread()
-            await response.aclose()
+            try:
+                body = await response.aread()
+            except ReplicaUnreachable:
+                body = b""
+            finally:
+                await response.aclose()
             raise _error_of(response.status_code, body)
         return response
 
@@ -126,7 +134,7 @@ class StreamRelay:
 
     def __init__(
         self,
-        response: httpx.Response,
+        response: ReplicaResponse,
         *,
         client_wants_usage: bool,
         on_end: Callable[[TokenUsage, bool], None],
@@ -136,11 +144,15 @@ class StreamRelay:
         self._on_end = on_end
         self.usage = TokenUsage()
         self.completed = False
+        self._aborted = False
 
     async def events(self) -> AsyncIterator[bytes]:
         buffer = b""
         try:
-            async for chunk in self._response.aiter_raw():
+            while chunk := await self._response.read():
+                if not buffer and USAGE_MARK not in chunk and chunk.endswith(b"\n\n"):
+                    yield chunk  # whole events, none of them the usage: as they are (the usual case)
+                    continue
                 buffer += chunk
                 out = []
                 while (end := buffer.find(b"\n\n")) >= 0:
@@ -152,10 +164,21 @@ class StreamRelay:
             if buffer:
                 yield buffer
             self.completed = True
+        except ReplicaUnreachable:
+            if not self._aborted:
+                raise  # the replica broke off: the client's response is cut, not ended as if whole
         finally:
-            # Also when the client went away: closing the connection aborts the generation.
+            if not self.completed:
+                # Also when the client went away: closing the connection aborts the generation.
+                self._response.abort()
             await self._response.aclose()
             self._on_end(self.usage, self.completed)
+
+    def abort(self) -> None:
+        """The client went away: the replica's connection is closed, which ends `events()`."""
+        if not self.completed:
+            self._aborted = True
+            self._response.abort()
 
     def _keep(self, event: bytes) -> bool:
         if USAGE_MARK not in event:
