@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -58,6 +59,7 @@ class Sample:
     wall_s: float = 0.0
     requests: int = 0
     errors: int = 0
+    first_error: str = ""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -80,6 +82,7 @@ async def one_chat(client: httpx.AsyncClient, url: str, key: str, max_tokens: in
         if response.status_code != 200:
             await response.aread()
             sample.errors += 1
+            sample.first_error = sample.first_error or f"{response.status_code} {response.text[:300]}"
             return
         async for chunk in response.aiter_raw():
             if first is None and b'"content"' in chunk:
@@ -252,8 +255,12 @@ def main() -> None:
                 "litellm proxy": (f"{litellm_url}/v1/chat/completions", "sk-bench"),
             }
             samples = {name: Sample() for name in targets}
+            names = list(targets)
             for round_no in range(args.rounds):
-                for name, (url, token) in targets.items():
+                # The order turns each round (a b c, b c a, c a b, ...): no target always runs
+                # first after a pause, or right after LiteLLM has heated the machine.
+                for name in names[round_no % 3 :] + names[: round_no % 3]:
+                    url, token = targets[name]
                     asyncio.run(
                         load(url, token, args.concurrency, args.requests, args.max_tokens, samples[name])
                     )
@@ -263,31 +270,70 @@ def main() -> None:
             litellm.terminate()
             litellm.wait(timeout=30)
         backend.stop()
+    report(samples, args)
 
+
+def bootstrap_diff(
+    ours: list[float], base: list[float], q: float, rng: random.Random, rounds: int = 1000
+) -> tuple[float, float]:
+    """The 95% interval of pct(ours, q) - pct(base, q), resampling each side with replacement."""
+    diffs = sorted(
+        pct(rng.choices(ours, k=len(ours)), q) - pct(rng.choices(base, k=len(base)), q) for _ in range(rounds)
+    )
+    return diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]
+
+
+def report(samples: dict[str, Sample], args: argparse.Namespace) -> None:
+    direct, ours, theirs = samples.values()
     print(
         f"\n{args.concurrency} concurrent streaming chats, {args.max_tokens} output tokens each, "
-        f"{args.requests} requests x {args.rounds} rounds per target\n"
+        f"{args.requests} requests x {args.rounds} rounds per target (rounds interleaved a b c, b c a, ...; "
+        f"{len(direct.total_ms)}/{len(ours.total_ms)}/{len(theirs.total_ms)} samples)\n"
     )
     header = ("target", "TTFT p50", "TTFT p99", "total p50", "total p99", "req/s", "errors")
     print("{:<16} {:>9} {:>9} {:>10} {:>10} {:>7} {:>6}".format(*header))
     for name, s in samples.items():
+        if not s.total_ms:
+            print(f"{name:<16} no answer; first error: {s.first_error}")
+            continue
         print(
             f"{name:<16} {pct(s.ttft_ms, 0.5):>7.2f}ms {pct(s.ttft_ms, 0.99):>7.2f}ms "
             f"{pct(s.total_ms, 0.5):>8.2f}ms {pct(s.total_ms, 0.99):>8.2f}ms "
             f"{s.requests / s.wall_s:>7.1f} {s.errors:>6}"
         )
-    direct, ours, theirs = (samples[n] for n in targets)
+        if s.first_error:
+            print(f"{'':<16} first error: {s.first_error}")
+    if not (direct.total_ms and ours.total_ms and theirs.total_ms):
+        return
+    print(
+        "\nadded latency = a percentile of a proxy's total latency minus the same percentile of the "
+        "direct path's,\nover all rounds; [95% bootstrap interval]. The total is request sent to "
+        "last byte of the stream."
+    )
+    rng = random.Random(6)
+    added: dict[tuple[str, float], float] = {}
     for label, q in (("p50", 0.5), ("p99", 0.99)):
-        ours_added = pct(ours.total_ms, q) - pct(direct.total_ms, q)
-        theirs_added = pct(theirs.total_ms, q) - pct(direct.total_ms, q)
-        ratio = theirs_added / ours_added if ours_added > 0 else float("inf")
+        for name, s in (("gateway", ours), ("litellm", theirs)):
+            added[name, q] = pct(s.total_ms, q) - pct(direct.total_ms, q)
+        ratio = added["litellm", q] / added["gateway", q] if added["gateway", q] > 0 else float("inf")
+        low, high = bootstrap_diff(ours.total_ms, direct.total_ms, q, rng)
+        low_l, high_l = bootstrap_diff(theirs.total_ms, direct.total_ms, q, rng)
         print(
-            f"added at {label}: gateway {ours_added:+.2f} ms, litellm {theirs_added:+.2f} ms "
+            f"added at {label}: gateway {added['gateway', q]:+.2f} ms [{low:+.2f}, {high:+.2f}], "
+            f"litellm {added['litellm', q]:+.2f} ms [{low_l:+.2f}, {high_l:+.2f}] "
             f"(litellm/gateway {ratio:.1f}x)"
         )
     ttft_added = statistics.median(ours.ttft_ms) - statistics.median(direct.ttft_ms)
     print(f"median TTFT added by the gateway: {ttft_added:+.2f} ms")
-    print("targets: gateway adds < 1 ms at p50 and < 5 ms at p99, and at least 3x less than litellm")
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "NOT MET"
+
+    p50, p99 = added["gateway", 0.5], added["gateway", 0.99]
+    third = all(added["gateway", q] * 3 <= max(added["litellm", q], 0.0) for q in (0.5, 0.99))
+    print(f"target: gateway adds < 1 ms at p50 ............ {verdict(p50 < 1.0)} ({p50:+.2f} ms)")
+    print(f"target: gateway adds < 5 ms at p99 ............ {verdict(p99 < 5.0)} ({p99:+.2f} ms)")
+    print(f"target: at least 3x less than litellm (p50, p99) {verdict(third)}")
 
 
 if __name__ == "__main__":
