@@ -71,7 +71,7 @@ CREATE_EXAMPLES = """Examples:
 
   suanli deployments create smollm2-135m-instruct --wait
   suanli deployments create ft:smollm2-135m-instruct:support:job_abc --gpu-type A100-80G --max-replicas 4
-  suanli deployments create smollm2-135m-instruct --adapter ft:smollm2-135m-instruct:support:job_abc:adapter"""
+  suanli deployments create ft:smollm2-135m-instruct:support:job_abc:adapter   # a LoRA adapter on its base"""
 
 
 @app.command("create", epilog=CREATE_EXAMPLES)
