@@ -85,7 +85,9 @@ def create(
     ],
     adapter: Annotated[
         str | None,
-        typer.Option(help="A LoRA adapter of MODEL to apply to every request (requests name the adapter)."),
+        typer.Option(
+            help="A LoRA adapter of MODEL applied to every request (requests name it). Default: none."
+        ),
     ] = None,
     gpu_type: Annotated[
         str | None, typer.Option(help="Serve on slots of this type (see `suanli gpus`). Default: any.")

@@ -118,7 +118,10 @@ def submit(
         str, typer.Option("--name", "-n", help="A label to recognise the job by. Default: none.")
     ] = "",
     job_type: Annotated[
-        JobType, typer.Option(help="pytorch: torchrun-style env (RANK, WORLD_SIZE, MASTER_ADDR); mpi.")
+        JobType,
+        typer.Option(
+            help="pytorch: torchrun across the nodes (RANK, WORLD_SIZE, ...); mpi: mpirun over all nodes."
+        ),
     ] = JobType.pytorch,
     nodes: Annotated[int, typer.Option(min=1, help="How many nodes to run it on.")] = 1,
     gpus_per_node: Annotated[int, typer.Option(min=1, help="GPU slots on each node.")] = 1,
