@@ -79,8 +79,13 @@ class SimAttempt:
 class SimulatedAgent:
     """One node: beats, takes offers, reports preparing and running at once, succeeds after `run_s`."""
 
-    def __init__(self, node_id: str, slots: int, js: JetStreamContext, nc: NatsClient, clock: Clock) -> None:
+    def __init__(
+        self, node_id: str, address: str, slots: int, js: JetStreamContext, nc: NatsClient, clock: Clock
+    ) -> None:
         self.node_id = node_id
+        # Each simulated node is its own machine, as in a real cluster: rendezvous ports are
+        # allocated per address, and 100 nodes sharing one address would share one port range.
+        self.address = address
         self.slots = slots
         self._js = js
         self._nc = nc
@@ -120,7 +125,7 @@ class SimulatedAgent:
                 del self.attempts[job_id]
         beat = pb.AgentHeartbeat(
             node_id=self.node_id,
-            address="127.0.0.1",
+            address=self.address,
             port_range_start=29500,
             port_range_end=29999,
             instance_id=self.instance_id,
@@ -287,7 +292,10 @@ async def bench(args: argparse.Namespace) -> None:
         nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1)
         js = nc.jetstream()
         clock = Clock()
-        agents = [SimulatedAgent(f"sim-{i:03d}", args.slots, js, nc, clock) for i in range(args.agents)]
+        agents = [
+            SimulatedAgent(f"sim-{i:03d}", f"10.0.{i // 250}.{i % 250 + 1}", args.slots, js, nc, clock)
+            for i in range(args.agents)
+        ]
         for agent in agents:
             agent.run_s = args.run_s
         await asyncio.gather(*(agent.start() for agent in agents))

@@ -10,8 +10,10 @@ rides in the message headers (FastStream's telemetry middleware writes and reads
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -28,11 +30,13 @@ from faststream.nats import (
 )
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from google.protobuf.message import Message
+from nats.aio.msg import Msg
 from nats.js.errors import BadRequestError
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from prometheus_client import CollectorRegistry
 
 from suanli_common.ids import new_id
+from suanli_common.logging import get_logger
 from suanli_common.metrics import nats_metrics_middleware
 from suanli_common.proto.suanli.v1.events_pb2 import EventEnvelope
 
@@ -63,6 +67,8 @@ METRICS = JStream(
 STREAMS = (EVENTS, WORK, LOGS, METRICS)
 
 P = TypeVar("P", bound=Message)
+log = get_logger(__name__)
+_tracer = trace.get_tracer("suanli.outbox")
 
 
 def make_broker(nats_url: str, *, service: str, metrics: CollectorRegistry | None = None) -> NatsBroker:
@@ -136,11 +142,17 @@ def decode_event(body: bytes, payload_type: type[P]) -> Event[P]:
 
 
 class EventPublisher:
-    """Publishes facts to the EVENTS stream and waits for JetStream's acknowledgement."""
+    """Publishes facts to the EVENTS stream and waits for JetStream's acknowledgement.
 
-    def __init__(self, broker: NatsBroker, source: str) -> None:
+    `pipelined`: `publish_many` sends a batch through `publish_batch` (every event on the wire
+    before any ack is awaited, no per-message middleware) instead of one FastStream publish per
+    event; for a service whose outbox relays events by the thousand (the scheduler). The trace
+    still travels in the headers; FastStream's publish counters do not see these events."""
+
+    def __init__(self, broker: NatsBroker, source: str, *, pipelined: bool = False) -> None:
         self._broker = broker
         self._source = source
+        self._pipelined = pipelined
 
     async def publish_envelope(self, envelope: EventEnvelope) -> None:
         await self._broker.publish(
@@ -149,6 +161,29 @@ class EventPublisher:
             headers={"Nats-Msg-Id": envelope.id, "Suanli-Event-Type": envelope.type},
             stream=EVENTS.name,
         )
+
+    async def publish_many(self, events: Sequence[tuple[EventEnvelope, str]]) -> list[BaseException | None]:
+        """Publishes (envelope, traceparent) pairs, each inside the trace its traceparent names;
+        returns per event None once stored, or the error."""
+        if self._pipelined:
+            return await publish_batch(
+                self._broker,
+                EVENTS.name,
+                [
+                    Outgoing(event_subject(e.type), e.SerializeToString(), traceparent, msg_id=e.id)
+                    for e, traceparent in events
+                ],
+            )
+        return list(
+            await asyncio.gather(*(self._publish_traced(e, tp) for e, tp in events), return_exceptions=True)
+        )
+
+    async def _publish_traced(self, envelope: EventEnvelope, traceparent: str) -> None:
+        # Publish inside the trace of the request that caused the event, so the consumers' spans
+        # join that trace instead of starting their own.
+        parent = propagate.extract({"traceparent": traceparent} if traceparent else {})
+        with _tracer.start_as_current_span("outbox.relay", context=parent):
+            await self.publish_envelope(envelope)
 
     async def publish(
         self, event_type: str, subject: str, data: Message, event_id: str | None = None
@@ -184,3 +219,102 @@ def subscribe_events(
             event_subject(event_type), stream=EVENTS, deliver_policy=DeliverPolicy.NEW
         )
     return subscriber(consume)
+
+
+# ---- pipelined JetStream traffic ---------------------------------------------------------------
+#
+# FastStream's publish and consume run a middleware stack per message (a span, Prometheus
+# counters, logging): about 0.25 ms of CPU each, which is most of what a scheduler placing
+# hundreds of jobs a second spends. The few hot paths that move messages by the hundred use these
+# two helpers instead: the same streams, subjects, acknowledgements and trace headers, without a
+# per-message stack, and with every message of a batch on the wire before any ack is awaited.
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for `publish_batch`; `traceparent` continues the trace it was caused in."""
+
+    subject: str
+    body: bytes
+    traceparent: str = ""
+    msg_id: str = ""  # JetStream de-duplicates a re-published message by it
+
+
+async def publish_batch(
+    broker: NatsBroker, stream: str, messages: Sequence[Outgoing], timeout: float = 10.0
+) -> list[BaseException | None]:
+    """Publishes messages to a JetStream stream and waits for every acknowledgement: all are
+    sent first, then the acks are awaited together (one round trip for the batch instead of one
+    per message). Returns, per message in order, None once the stream has stored it, or the
+    error. Messages of one subject are stored in the order given."""
+    js = broker.config.connection_state.stream
+    outcomes: list[BaseException | None] = [None] * len(messages)
+    pending: dict[asyncio.Future[Any], int] = {}
+    for index, message in enumerate(messages):
+        headers: dict[str, str] = {}
+        if message.traceparent:
+            headers["traceparent"] = message.traceparent
+        if message.msg_id:
+            headers["Nats-Msg-Id"] = message.msg_id
+        try:
+            future = await js.publish_async(
+                message.subject, message.body, wait_stall=timeout, stream=stream, headers=headers or None
+            )
+        except Exception as exc:
+            outcomes[index] = exc
+            continue
+        pending[future] = index
+    if pending:
+        done, late = await asyncio.wait(pending, timeout=timeout)
+        for future in late:
+            future.cancel()  # frees its slot in nats-py's table of pending publishes
+            outcomes[pending[future]] = TimeoutError(f"no acknowledgement from {stream} in {timeout} s")
+        for future in done:
+            if (error := future.exception()) is not None:
+                outcomes[pending[future]] = error
+    return outcomes
+
+
+async def consume_batches(
+    broker: NatsBroker,
+    subject: str,
+    stream: JStream,
+    durable: str,
+    handler: Callable[[list[Msg]], Awaitable[Sequence[BaseException | None]]],
+    *,
+    max_batch: int = 256,
+    linger_s: float = 0.002,
+    idle_wait_s: float = 5.0,
+) -> None:
+    """Runs forever: takes the messages of a durable pull consumer in batches and hands each batch
+    to `handler`, which returns an outcome per message; a message is acknowledged only once its
+    outcome is None (its effect is stored), else nacked for redelivery.
+
+    Waits for one message, then takes what else arrives within `linger_s` (up to `max_batch`), so
+    a lone message is handled at once and a burst in batches. Instances of a service share the
+    durable consumer, each message going to one of them."""
+    js = broker.config.connection_state.stream
+    subscription = await js.pull_subscribe(subject, durable=durable, stream=stream.name)
+    try:
+        while True:
+            try:
+                batch = await subscription.fetch(1, timeout=idle_wait_s)
+            except TimeoutError:
+                continue
+            except Exception:
+                log.warning("fetching from %s failed; retrying", durable, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                batch += await subscription.fetch(max_batch - 1, timeout=linger_s)
+            try:
+                outcomes = await handler(batch)
+            except Exception as exc:
+                log.warning("a batch from %s failed; it will be redelivered", durable, exc_info=True)
+                outcomes = [exc] * len(batch)
+            for message, outcome in zip(batch, outcomes, strict=True):
+                with contextlib.suppress(Exception):  # an unacknowledged message is redelivered
+                    await (message.ack() if outcome is None else message.nak())
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()

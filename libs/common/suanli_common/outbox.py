@@ -3,7 +3,8 @@ then a relay publishes them to JetStream. A crash between commit and publish los
 row stays pending) and publishing twice is harmless (the envelope id de-duplicates).
 
 The relay publishes a page of pending events concurrently, keeping the order of the events of one
-subject (one job, one user), and deletes what it published in one statement."""
+subject (one job, one user), and deletes what it published in one statement; a publisher made
+`pipelined` sends each round of a page as one batch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import contextlib
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
-from opentelemetry import propagate, trace
 from sqlalchemy import DateTime, LargeBinary, String, delete, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,6 @@ from suanli_common.proto.suanli.v1.events_pb2 import EventEnvelope
 from suanli_common.telemetry import current_traceparent
 
 log = get_logger(__name__)
-_tracer = trace.get_tracer("suanli.outbox")
 _PAGE = 500  # events read and published per round trip
 _WAKE_ON_COMMIT = "suanli.outbox.wake_on_commit"  # session.info key: the listener is registered
 
@@ -87,36 +86,30 @@ class Outbox:
         async with self._db.session() as session:
             rows = (await session.scalars(select(table).order_by(table.created_at).limit(_PAGE))).all()
             pending = [(row.id, row.traceparent, EventEnvelope.FromString(row.envelope)) for row in rows]
-        by_subject: dict[str, list[tuple[str, str, EventEnvelope]]] = {}
+        queues: dict[str, list[tuple[str, str, EventEnvelope]]] = {}
         for event in pending:
-            by_subject.setdefault(event[2].subject, []).append(event)
+            queues.setdefault(event[2].subject, []).append(event)
         published: list[str] = []
-        failures = await asyncio.gather(
-            *(self._publish_in_order(events, published) for events in by_subject.values())
-        )
+        error: BaseException | None = None
+        # In rounds: each round publishes the oldest pending event of every subject together, so
+        # a later event of one subject (one job, one user) is sent only once the earlier one is
+        # stored, and never overtakes it; a subject whose event failed stops for this flush.
+        while queues:
+            heads = [events.pop(0) for events in queues.values()]
+            outcomes = await self._publisher.publish_many([(e, tp) for _, tp, e in heads])
+            for (row_id, _, envelope), outcome in zip(heads, outcomes, strict=True):
+                if outcome is None:
+                    published.append(row_id)
+                else:
+                    error = error or outcome
+                    queues.pop(envelope.subject, None)
+            queues = {subject: events for subject, events in queues.items() if events}
         if published:
             async with self._db.session() as session:
                 await session.execute(delete(table).where(table.id.in_(published)))
-        if error := next((e for e in failures if e is not None), None):
+        if error is not None:
             raise error  # the rest stays pending; the relay retries
         return len(published), len(pending) == _PAGE
-
-    async def _publish_in_order(
-        self, events: list[tuple[str, str, EventEnvelope]], published: list[str]
-    ) -> Exception | None:
-        """Publishes one subject's events one after another, stopping at the first failure so a
-        later event never overtakes an earlier one."""
-        for row_id, traceparent, envelope in events:
-            # Publish inside the trace of the request that caused the event, so the
-            # consumers' spans join that trace instead of starting their own.
-            parent = propagate.extract({"traceparent": traceparent} if traceparent else {})
-            try:
-                with _tracer.start_as_current_span("outbox.relay", context=parent):
-                    await self._publisher.publish_envelope(envelope)
-            except Exception as exc:
-                return exc
-            published.append(row_id)
-        return None
 
     async def run(self, interval: float = 1.0) -> None:
         """Relays forever: at once after a commit that staged events, else every `interval`."""

@@ -94,10 +94,15 @@ class GpuSlotLedger:
         self._nodes: dict[str, _Node] = {}
         self._lease_nodes: dict[str, list[str]] = {}  # lease id -> nodes holding a claim of it
         self._owner_used: dict[str, dict[str, int]] = {}  # owner -> type key -> claimed slots
+        # The live capacities, kept until something changes: a placement pass asks once per
+        # waiting job, and rebuilding them each time made a pass over a long queue cost
+        # (jobs x pools) objects.
+        self._capacities: list[Capacity] | None = None
 
     def observe(self, inventory: NodeInventory, now: float) -> bool:
         """Records a heartbeat; True when the node is new, came back or its inventory changed
         (the caller persists it and runs a placement pass)."""
+        self._capacities = None
         node = self._nodes.get(inventory.node_id)
         if node is None:
             self._nodes[inventory.node_id] = _Node(inventory=inventory, last_seen=now)
@@ -129,9 +134,16 @@ class GpuSlotLedger:
             if node.alive and now - node.last_seen > ttl:
                 node.alive = False
                 lost.append(node_id)
+        if lost:
+            self._capacities = None
         return lost
 
     def capacities(self) -> list[Capacity]:
+        if self._capacities is None:
+            self._capacities = self._build_capacities()
+        return list(self._capacities)  # a copy: callers filter and sort what they get
+
+    def _build_capacities(self) -> list[Capacity]:
         result = []
         for node_id, node in self._nodes.items():
             if not node.alive:
@@ -177,6 +189,7 @@ class GpuSlotLedger:
                 self._count(node, claim, -1)
 
     def _count(self, node: _Node, claim: Claim, sign: int) -> None:
+        self._capacities = None
         key = type_key(claim.gpu_type)
         node.claimed[key] = node.claimed.get(key, 0) + sign * claim.slots
         if claim.port:
@@ -201,9 +214,9 @@ class GpuSlotLedger:
         None when every port of the node's range is taken (the job waits)."""
         node = self._nodes[node_id]
         address = node.inventory.address
-        taken: set[int] = set()
+        taken: set[int] = set(node.ports)
         for other in self._nodes.values():
-            if other.inventory.address == address:
+            if other.ports and other is not node and other.inventory.address == address:
                 taken.update(other.ports)
         low, high = node.inventory.port_range
         for port in range(low, high + 1):

@@ -3,6 +3,7 @@ node, heartbeats and reports from one. `protocol` maps them to and from the wire
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,11 +67,12 @@ class AttemptReport:
     progress: float = 0.0
     result_json: str = ""  # on success: the job's <output>/result.json, as the agent read it
     endpoint: str = ""  # an instance's run: host:port its server answers on
+    traceparent: str = ""  # the trace the agent sent it in (the job's), which its facts continue
 
 
 class NodeCommands(Protocol):
     """Where offers and stops go (JetStream `work.node.<node>` in production)."""
 
-    async def offer(self, node_id: str, offer: Offer) -> None: ...
-
-    async def stop(self, node_id: str, stop: Stop) -> None: ...
+    async def send(self, commands: Sequence[tuple[str, Offer | Stop]]) -> list[BaseException | None]:
+        """Sends (node id, command) pairs together; per command, None once the stream holds it."""
+        ...

@@ -9,11 +9,13 @@ other side is away; both are idempotent (attempt + lease id), so redelivery is h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from faststream.nats import NatsBroker, NatsMessage, PullSub
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
 
-from suanli_common.bus import WORK
+from suanli_common.bus import WORK, Outgoing, consume_batches, publish_batch
 from suanli_common.logging import get_logger
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_scheduler.domain import (
@@ -300,7 +302,7 @@ def heartbeat_from_pb(message: pb.AgentHeartbeat) -> Heartbeat:
     return Heartbeat(inventory, attempts)
 
 
-def report_from_pb(message: pb.JobReport) -> AttemptReport:
+def report_from_pb(message: pb.JobReport, traceparent: str = "") -> AttemptReport:
     return AttemptReport(
         node_id=message.node_id,
         job_id=message.job_id,
@@ -312,58 +314,62 @@ def report_from_pb(message: pb.JobReport) -> AttemptReport:
         progress=message.progress,
         result_json=message.result_json,
         endpoint=message.endpoint,
+        traceparent=traceparent,
     )
 
 
 class NatsNodeCommands:
-    """Sends offers and stops to one node's JetStream subject, waiting for the stream's ack."""
+    """Sends offers and stops to their nodes' JetStream subjects, a batch at a time, waiting for
+    the stream's acks; an offer travels in the submitter's trace (its headers carry it)."""
 
     def __init__(self, broker: NatsBroker) -> None:
         self._broker = broker
 
-    async def _send(self, node_id: str, command: pb.NodeCommand) -> None:
-        await self._broker.publish(
-            command.SerializeToString(), subject=node_subject(node_id), stream=WORK.name
-        )
+    async def send(self, commands: Sequence[tuple[str, Offer | Stop]]) -> list[BaseException | None]:
+        if not commands:
+            return []
+        messages = [
+            Outgoing(
+                node_subject(node_id),
+                command_to_pb(command).SerializeToString(),
+                command.traceparent if isinstance(command, Offer) else "",
+            )
+            for node_id, command in commands
+        ]
+        return await publish_batch(self._broker, WORK.name, messages)
 
-    async def offer(self, node_id: str, offer: Offer) -> None:
-        await self._send(
-            node_id,
-            pb.NodeCommand(
-                offer=pb.WorkOffer(
-                    job_id=offer.job_id,
-                    attempt=offer.attempt,
-                    lease_id=offer.lease_id,
-                    spec=spec_to_pb(offer.spec),
-                    owner_id=offer.owner_id,
-                    node_rank=offer.node_rank,
-                    nnodes=offer.nnodes,
-                    master_addr=offer.master_addr,
-                    master_port=offer.master_port,
-                    gpu_type=offer.gpu_type,
-                    resume=offer.resume,
-                    max_runtime_s=offer.max_runtime_s,
-                )
-            ),
-        )
 
-    async def stop(self, node_id: str, stop: Stop) -> None:
-        await self._send(
-            node_id,
-            pb.NodeCommand(
-                stop=pb.StopWork(
-                    job_id=stop.job_id,
-                    attempt=stop.attempt,
-                    reason=STATUS_TO_PB[stop.reason],
-                    message=stop.message,
-                    delete_storage=stop.delete_storage,
-                )
-            ),
+def command_to_pb(command: Offer | Stop) -> pb.NodeCommand:
+    if isinstance(command, Stop):
+        return pb.NodeCommand(
+            stop=pb.StopWork(
+                job_id=command.job_id,
+                attempt=command.attempt,
+                reason=STATUS_TO_PB[command.reason],
+                message=command.message,
+                delete_storage=command.delete_storage,
+            )
         )
+    return pb.NodeCommand(
+        offer=pb.WorkOffer(
+            job_id=command.job_id,
+            attempt=command.attempt,
+            lease_id=command.lease_id,
+            spec=spec_to_pb(command.spec),
+            owner_id=command.owner_id,
+            node_rank=command.node_rank,
+            nnodes=command.nnodes,
+            master_addr=command.master_addr,
+            master_port=command.master_port,
+            gpu_type=command.gpu_type,
+            resume=command.resume,
+            max_runtime_s=command.max_runtime_s,
+        )
+    )
 
 
 def subscribe_agents(broker: NatsBroker, service: JobService) -> list[Any]:
-    """Feeds agent heartbeats (core NATS) and reports (durable JetStream consumer) to the service."""
+    """Feeds agent heartbeats (core NATS) to the service; reports come through `consume_reports`."""
 
     async def on_heartbeat(message: NatsMessage) -> None:
         try:
@@ -373,11 +379,30 @@ def subscribe_agents(broker: NatsBroker, service: JobService) -> list[Any]:
             return
         await service.on_heartbeat(beat)
 
-    async def on_report(message: NatsMessage) -> None:
-        await service.on_report(report_from_pb(pb.JobReport.FromString(message.body)))
+    return [broker.subscriber(HEARTBEATS)(on_heartbeat)]
 
-    heartbeats = broker.subscriber(HEARTBEATS)(on_heartbeat)
-    reports = broker.subscriber(
-        REPORTS, stream=WORK, durable=REPORTS_DURABLE, pull_sub=PullSub(batch_size=64)
-    )(on_report)
-    return [heartbeats, reports]
+
+async def consume_reports(broker: NatsBroker, service: JobService) -> None:
+    """Feeds agents' reports (the durable JetStream consumer) to the service a batch at a time,
+    acknowledging each once it is committed. Runs until cancelled; start it once connected.
+
+    Reports come by the thousand when many jobs start and end together; taken in batches they are
+    applied in one transaction per batch, without a per-message middleware stack."""
+
+    async def on_batch(messages: list[Msg]) -> list[BaseException | None]:
+        reports: list[AttemptReport | None] = []
+        for message in messages:
+            try:
+                reports.append(
+                    report_from_pb(
+                        pb.JobReport.FromString(message.data),
+                        (message.headers or {}).get("traceparent", ""),
+                    )
+                )
+            except Exception:
+                log.warning("undecodable report dropped", subject=message.subject)
+                reports.append(None)  # acknowledged: redelivering it cannot help
+        applied = iter(await service.on_reports([r for r in reports if r is not None]))
+        return [next(applied) if r is not None else None for r in reports]
+
+    await consume_batches(broker, REPORTS, WORK, REPORTS_DURABLE, on_batch)

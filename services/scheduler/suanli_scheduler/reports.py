@@ -7,12 +7,14 @@ the node is told to stop them. Reports are idempotent: a phase only moves forwar
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_common.logging import get_logger
+from suanli_common.telemetry import traced_from
 from suanli_scheduler.batching import GroupCommit, Outcome
 from suanli_scheduler.domain import JobStatus
 from suanli_scheduler.messages import AttemptReport, Heartbeat, Stop
@@ -84,6 +86,12 @@ class AgentReports:
             elif not seen.phase.terminal:
                 await self._stop_stale(inv.node_id, seen.job_id, seen.attempt, seen.lease_id, now)
 
+    async def on_reports(self, reports: Sequence[AttemptReport]) -> list[BaseException | None]:
+        """Applies a batch of reports (in one transaction, with whatever else is waiting to be
+        applied); per report, None once it is committed, or why it was not."""
+        outcomes = await asyncio.gather(*(self._reports(r) for r in reports), return_exceptions=True)
+        return [o if isinstance(o, BaseException) else None for o in outcomes]
+
     async def on_report(self, report: AttemptReport) -> None:
         """Applies one report; reports that arrive together (the subscriber hands a fetched batch
         over concurrently) share one transaction. Returns once the report is committed, so the
@@ -154,7 +162,9 @@ class AgentReports:
             row.progress = report.progress
         if report.endpoint:
             row.endpoint = report.endpoint
-        await aggregate(self._state, session, row, placements, out)
+        # Inside the trace the agent reported in (the job's), so the facts this stages continue it.
+        with traced_from(report.traceparent):
+            await aggregate(self._state, session, row, placements, out)
 
     async def _stop_stale(self, node_id: str, job_id: str, attempt: int, lease_id: str, now: float) -> None:
         state = self._state
@@ -165,8 +175,10 @@ class AgentReports:
         log.info(
             "telling an agent to stop work it no longer holds", node=node_id, job_id=job_id, attempt=attempt
         )
-        await state.commands.stop(
-            node_id, Stop(job_id, attempt, JobStatus.queued, "this node no longer holds it")
+        await state.send(
+            AfterCommit(
+                stops=[(node_id, Stop(job_id, attempt, JobStatus.queued, "this node no longer holds it"))]
+            )
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_scheduler.domain import (
@@ -84,15 +84,19 @@ class JobRepository:
         """The placements of these (job, attempt) pairs, in node rank order, keyed by the pair;
         a pair without placements maps to an empty list."""
         found: dict[tuple[str, int], list[PlacementRow]] = {pair: [] for pair in attempts}
-        pairs = list(found)
-        for start in range(0, len(pairs), _CHUNK):
+        # By job id alone, the pairs picked out here: SQLite answers a row-value IN list
+        # (`(job_id, attempt) IN (...)`) with a scan of the whole table, which grows with history.
+        job_ids = list({job_id for job_id, _ in found})
+        for ids in _chunks(job_ids):
             query = (
                 select(PlacementRow)
-                .where(tuple_(PlacementRow.job_id, PlacementRow.attempt).in_(pairs[start : start + _CHUNK]))
+                .where(PlacementRow.job_id.in_(ids))
                 .order_by(PlacementRow.job_id, PlacementRow.attempt, PlacementRow.node_rank)
             )
             for row in (await self.session.scalars(query)).all():
-                found[(row.job_id, row.attempt)].append(row)
+                rows = found.get((row.job_id, row.attempt))
+                if rows is not None:
+                    rows.append(row)
         return found
 
     async def by_request(self, owner_id: str, client_request_id: str) -> JobRow | None:
@@ -102,12 +106,21 @@ class JobRepository:
 
     async def by_requests(self, requests: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JobRow]:
         """Jobs already stored for (owner, client request id) pairs, keyed by the pair."""
+        wanted = set(requests)
         found: dict[tuple[str, str], JobRow] = {}
-        for start in range(0, len(requests), _CHUNK):
-            pairs = requests[start : start + _CHUNK]
-            query = select(JobRow).where(tuple_(JobRow.owner_id, JobRow.client_request_id).in_(pairs))
+        pairs = list(wanted)
+        for start in range(0, len(pairs), _CHUNK):
+            chunk = pairs[start : start + _CHUNK]
+            # Two IN lists over the unique (owner, request id) index rather than one row-value IN,
+            # which SQLite answers by scanning every job; the pairs are picked out here.
+            query = select(JobRow).where(
+                JobRow.owner_id.in_({owner for owner, _ in chunk}),
+                JobRow.client_request_id.in_({request for _, request in chunk}),
+            )
             for row in (await self.session.scalars(query)).all():
-                found[(row.owner_id, row.client_request_id or "")] = row
+                key = (row.owner_id, row.client_request_id or "")
+                if key in wanted:
+                    found[key] = row
         return found
 
     async def unplaced(self, job_ids: Sequence[str]) -> dict[str, JobRow]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from opentelemetry import context as otel_context
 
@@ -185,6 +185,11 @@ class JobService:
 
     async def on_heartbeat(self, beat: Heartbeat) -> None:
         await self._agents.on_heartbeat(beat)
+
+    async def on_reports(self, reports: Sequence[AttemptReport]) -> list[BaseException | None]:
+        """Applies a batch of reports; per report, None once it is committed (the caller
+        acknowledges only what is stored), or the error."""
+        return await self._agents.on_reports(reports)
 
     async def on_report(self, report: AttemptReport) -> None:
         """Applies one report; returns once it is committed, so the caller acknowledges only

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_common.db import Database
 from suanli_common.logging import get_logger
-from suanli_common.telemetry import traced_from
 from suanli_scheduler.domain import JobSpec
 from suanli_scheduler.events import JobEvents
 from suanli_scheduler.leases import LeaseBook
@@ -115,22 +114,26 @@ class SchedulerState:
         self.ledger.release(lease_id)
 
     async def send(self, out: AfterCommit) -> None:
-        # Each command waits for JetStream's ack; sent concurrently, a pass that places many
-        # jobs pays about one round trip instead of one per offer. Stops go first: one may free
-        # what an offer of the same pass is about to use.
-        await asyncio.gather(*(self._send_stop(node_id, stop) for node_id, stop in out.stops))
-        await asyncio.gather(*(self._send_offer(node_id, offer) for node_id, offer in out.offers))
-
-    async def _send_stop(self, node_id: str, stop: Stop) -> None:
-        try:
-            await self.commands.stop(node_id, stop)
-        except Exception:
-            log.warning("could not send a stop; the lease fences it", node=node_id, exc_info=True)
-
-    async def _send_offer(self, node_id: str, offer: Offer) -> None:
-        try:
-            with traced_from(offer.traceparent):
-                await self.commands.offer(node_id, offer)
-        except Exception:
-            # The lease expires unrenewed and the job is requeued.
-            log.warning("could not send an offer", node=node_id, job_id=offer.job_id, exc_info=True)
+        # Each batch is published at once and its acks awaited together: a pass that places many
+        # jobs pays about one round trip, not one per offer. Stops go first: one may free what an
+        # offer of the same pass is about to use.
+        for batch in (out.stops, out.offers):
+            if not batch:
+                continue
+            commands: list[tuple[str, Offer | Stop]] = list(batch)
+            try:
+                outcomes = await self.commands.send(commands)
+            except Exception as exc:
+                outcomes = [exc] * len(commands)
+            for (node_id, command), outcome in zip(commands, outcomes, strict=True):
+                if outcome is None:
+                    continue
+                if isinstance(command, Stop):
+                    log.warning(
+                        "could not send a stop; the lease fences it", node=node_id, error=str(outcome)
+                    )
+                else:
+                    # The lease expires unrenewed and the job is requeued.
+                    log.warning(
+                        "could not send an offer", node=node_id, job_id=command.job_id, error=str(outcome)
+                    )
