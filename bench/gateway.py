@@ -7,12 +7,16 @@ deployment (the gateway routes to it as to any), and a LiteLLM proxy (`litellm` 
 venv of its own under var/bench since its pins differ from ours) pointed at the same replica.
 Then the same load, N concurrent streaming chats with a fixed prompt and a fixed output length
 (`ignore_eos`), goes (a) straight to the Serve application, (b) through our gateway, (c) through
-LiteLLM, in rounds a, b, c, a, b, c, ... so all three see the same machine. It prints the time to
-first token and the total latency (p50, p99) and requests/s of each, and the overhead of (b) and
-(c) over (a). Targets: the gateway adds under 1 ms at p50 and under 5 ms at p99, and at least
-3x less than LiteLLM.
+LiteLLM, in many short rounds in turning order (a b c, b c a, c a b, ...) over one client per
+target, so all three see the same machine. It prints the time to first token and the total
+latency (p50, p99) and requests/s of each; the overhead of (b) and (c) over (a) as the difference
+of the percentiles over all rounds, with a 95% bootstrap interval, and as the median over rounds
+of the paired per-round difference (with --requests 1 at --concurrency 1, a pair per request);
+the CPU each process of the machine spent per request of each target; and whether each target is
+met. Targets: the gateway adds under 1 ms at p50 and under 5 ms at p99, and at least 3x less
+than LiteLLM.
 
-    .venv/bin/python bench/gateway.py [--concurrency 8] [--requests 200] [--rounds 3] [--max-tokens 16]
+    .venv/bin/python bench/gateway.py [--concurrency 8] [--requests 40] [--rounds 10] [--max-tokens 16]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from harness import running_platform
 
 from suanli_catalog.seed import build_tiny
@@ -56,10 +61,56 @@ PROMPT = "Count from one to ten in words, please."
 class Sample:
     ttft_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+    round_total_ms: list[list[float]] = field(default_factory=list)  # the same, round by round
     wall_s: float = 0.0
     requests: int = 0
     errors: int = 0
     first_error: str = ""
+    # CPU seconds each process (by label) spent during this target's rounds, warm-up included.
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def process_label(process: psutil.Process) -> str:
+    """A short name for a process of the tree: Ray's titles, `-m module`, a script, or a name."""
+    try:
+        argv = process.cmdline()
+        name = process.name()
+    except psutil.Error:
+        return "?"
+    if argv and argv[0].startswith("ray::"):
+        return argv[0].split(" ")[0][:40]
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1].removeprefix("suanli_")[:40]
+    if "litellm" in " ".join(argv[:2]):
+        return "litellm"
+    if argv and argv[0].endswith("python") and len(argv) > 1:
+        return Path(argv[1]).name[:40]
+    return name[:40]
+
+
+_labels: dict[tuple[int, float], str] = {}  # (pid, start time) -> label: cmdlines are read once
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    snapshot = {}
+    for process in psutil.process_iter():
+        try:
+            times = process.cpu_times()
+            key = (process.pid, process.create_time())
+            label = _labels.get(key) or _labels.setdefault(key, process_label(process))
+            snapshot[process.pid] = (label, times.user + times.system)
+        except psutil.Error:
+            continue
+    return snapshot
+
+
+def add_cpu(
+    sample: Sample, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> None:
+    for pid, (label, seconds) in after.items():
+        spent = seconds - before.get(pid, (label, 0.0))[1]
+        if spent > 0:
+            sample.cpu_s[label] = sample.cpu_s.get(label, 0.0) + spent
 
 
 def pct(values: list[float], q: float) -> float:
@@ -92,23 +143,62 @@ async def one_chat(client: httpx.AsyncClient, url: str, key: str, max_tokens: in
     sample.total_ms.append((end - started) * 1000)
 
 
-async def load(url: str, key: str, concurrency: int, requests: int, max_tokens: int, sample: Sample) -> None:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        for _ in range(concurrency):  # warm the connections and the route
-            await one_chat(client, url, key, max_tokens, Sample())
-        remaining = requests
+async def warm(client: httpx.AsyncClient, url: str, key: str, concurrency: int, max_tokens: int) -> None:
+    """Opens the client's connections and warms the route: `concurrency` chats at once, twice."""
+    for _ in range(2):
+        await asyncio.gather(*(one_chat(client, url, key, max_tokens, Sample()) for _ in range(concurrency)))
 
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await one_chat(client, url, key, max_tokens, sample)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        sample.wall_s += time.perf_counter() - started
-        sample.requests += requests
+async def load(
+    client: httpx.AsyncClient,
+    url: str,
+    key: str,
+    concurrency: int,
+    requests: int,
+    max_tokens: int,
+    sample: Sample,
+) -> None:
+    """One round: `requests` chats, `concurrency` at a time."""
+    remaining = requests
+    done_before = len(sample.total_ms)
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await one_chat(client, url, key, max_tokens, sample)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+    sample.wall_s += time.perf_counter() - started
+    sample.requests += requests
+    sample.round_total_ms.append(sample.total_ms[done_before:])
+
+
+async def measure(targets: dict[str, tuple[str, str]], args: argparse.Namespace) -> dict[str, Sample]:
+    samples = {name: Sample() for name in targets}
+    names = list(targets)
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    clients = {name: httpx.AsyncClient(timeout=120, limits=limits) for name in targets}
+    try:
+        for name, (url, token) in targets.items():
+            await warm(clients[name], url, token, args.concurrency, args.max_tokens)
+        for round_no in range(args.rounds):
+            # The order turns each round (a b c, b c a, c a b, ...): no target always runs first
+            # after a pause, or right after LiteLLM has heated the machine.
+            for name in names[round_no % 3 :] + names[: round_no % 3]:
+                url, token = targets[name]
+                before = cpu_snapshot()
+                await load(
+                    clients[name], url, token, args.concurrency, args.requests, args.max_tokens, samples[name]
+                )
+                add_cpu(samples[name], before, cpu_snapshot())
+            if (round_no + 1) % max(1, args.rounds // 10) == 0:
+                print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return samples
 
 
 def start_replica(home: Path) -> tuple[RayServeBackend, str]:
@@ -222,8 +312,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=200, help="per target and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=40,
+        help="per target and round (1 with --concurrency 1: pairs per request)",
+    )
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
 
@@ -254,17 +349,7 @@ def main() -> None:
                 "suanli gateway": (f"{base_url}/v1/chat/completions", key),
                 "litellm proxy": (f"{litellm_url}/v1/chat/completions", "sk-bench"),
             }
-            samples = {name: Sample() for name in targets}
-            names = list(targets)
-            for round_no in range(args.rounds):
-                # The order turns each round (a b c, b c a, c a b, ...): no target always runs
-                # first after a pause, or right after LiteLLM has heated the machine.
-                for name in names[round_no % 3 :] + names[: round_no % 3]:
-                    url, token = targets[name]
-                    asyncio.run(
-                        load(url, token, args.concurrency, args.requests, args.max_tokens, samples[name])
-                    )
-                print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+            samples = asyncio.run(measure(targets, args))
     finally:
         if litellm is not None:
             litellm.terminate()
@@ -322,6 +407,33 @@ def report(samples: dict[str, Sample], args: argparse.Namespace) -> None:
             f"added at {label}: gateway {added['gateway', q]:+.2f} ms [{low:+.2f}, {high:+.2f}], "
             f"litellm {added['litellm', q]:+.2f} ms [{low_l:+.2f}, {high_l:+.2f}] "
             f"(litellm/gateway {ratio:.1f}x)"
+        )
+    print("\nCPU ms per request, by process (all processes of the machine, during each target's rounds):")
+    labels = sorted(
+        {label for s in samples.values() for label, cpu in s.cpu_s.items() if cpu / s.requests > 0.0005},
+        key=lambda label: -max(s.cpu_s.get(label, 0.0) / s.requests for s in samples.values()),
+    )
+    print(f"{'process':<42}" + "".join(f"{name:>16}" for name in samples))
+    for label in labels[:14]:
+        print(
+            f"{label:<42}"
+            + "".join(f"{s.cpu_s.get(label, 0.0) / s.requests * 1000:>16.2f}" for s in samples.values())
+        )
+    print(
+        f"{'all':<42}"
+        + "".join(f"{sum(s.cpu_s.values()) / s.requests * 1000:>16.2f}" for s in samples.values())
+    )
+    for name, s in (("gateway", ours), ("litellm", theirs)):
+        paired = [
+            statistics.median(r) - statistics.median(d)
+            for r, d in zip(s.round_total_ms, direct.round_total_ms, strict=True)
+            if r and d
+        ]
+        boot = sorted(statistics.median(rng.choices(paired, k=len(paired))) for _ in range(1000))
+        print(
+            f"paired by round ({len(paired)} rounds): median over rounds of (the round's median total minus "
+            f"the direct path's in the same round), {name}: {statistics.median(paired):+.2f} ms "
+            f"[{boot[25]:+.2f}, {boot[974]:+.2f}]"
         )
     ttft_added = statistics.median(ours.ttft_ms) - statistics.median(direct.ttft_ms)
     print(f"median TTFT added by the gateway: {ttft_added:+.2f} ms")
