@@ -9,7 +9,6 @@ from collections.abc import Generator
 import grpc
 import httpx
 import uvicorn
-import uvloop
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
 
@@ -207,9 +206,8 @@ async def serve(settings: GatewaySettings) -> None:
 
 def main() -> None:
     settings = GatewaySettings()
-    # uvloop's event loop: the gateway's time per request is mostly the loop's own (sockets,
-    # callbacks), which uvloop does in C; uvicorn picks it only when it creates the loop itself.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # Not uvloop, though it would take some of the loop's own work per request into C: under it
+    # the trace of a document added to a knowledge base lost a span (tests/integration/test_traces.py).
     run_service(settings, lambda: serve(settings))
 
 

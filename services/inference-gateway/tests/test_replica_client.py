@@ -1,5 +1,5 @@
 """The gateway's HTTP/1.1 client to the replicas, against a real server (uvicorn on a free port),
-on asyncio's own event loop and on uvloop (the gateway process runs on uvloop): keep-alive reuse,
+on asyncio's own event loop and on uvloop (which uvicorn picks where it makes the loop): keep-alive reuse,
 streamed bodies as they come, errors, and a closed response cutting the replica off."""
 
 from __future__ import annotations
