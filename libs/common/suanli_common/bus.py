@@ -230,6 +230,14 @@ def subscribe_events(
 # per-message stack, and with every message of a batch on the wire before any ack is awaited.
 
 
+def _cancelling() -> bool:
+    """Whether the current task has been asked to stop. nats-py turns a cancellation inside some
+    calls into its own errors (publish_async raises TooManyStalledMsgsError, a fetch on a closing
+    connection ConnectionClosedError); a loop that retries on errors must not retry those."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One message for `publish_batch`; `traceparent` continues the trace it was caused in."""
@@ -258,9 +266,13 @@ async def publish_batch(
             headers["Nats-Msg-Id"] = message.msg_id
         try:
             future = await js.publish_async(
-                message.subject, message.body, wait_stall=timeout, stream=stream, headers=headers or None
+                message.subject, message.body, stream=stream, headers=headers or None
             )
         except Exception as exc:
+            if _cancelling():
+                for sent in pending:
+                    sent.cancel()
+                raise asyncio.CancelledError from exc
             outcomes[index] = exc
             continue
         pending[future] = index
@@ -273,6 +285,22 @@ async def publish_batch(
             if (error := future.exception()) is not None:
                 outcomes[pending[future]] = error
     return outcomes
+
+
+async def subscribe_plain(broker: NatsBroker, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> Any:
+    """Runs `handler` for each core NATS message on `subject` (one at a time, in order), without a
+    per-message middleware stack: for steady chatter such as every agent's heartbeat each second,
+    whose spans would only bury real traces. A failing message is logged and skipped. Call once
+    connected; returns the subscription (unsubscribe to stop)."""
+    client = broker.connection
+
+    async def on_message(message: Msg) -> None:
+        try:
+            await handler(message)
+        except Exception:
+            log.warning("handling a message on %s failed", message.subject, exc_info=True)
+
+    return await client.subscribe(subject, cb=on_message)
 
 
 async def consume_batches(
@@ -301,12 +329,17 @@ async def consume_batches(
                 batch = await subscription.fetch(1, timeout=idle_wait_s)
             except TimeoutError:
                 continue
-            except Exception:
+            except Exception as exc:
+                if _cancelling():
+                    raise asyncio.CancelledError from exc
                 log.warning("fetching from %s failed; retrying", durable, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 batch += await subscription.fetch(max_batch - 1, timeout=linger_s)
+            except Exception as exc:  # a timeout: nothing more came; else what was taken is handled
+                if _cancelling():
+                    raise asyncio.CancelledError from exc
             try:
                 outcomes = await handler(batch)
             except Exception as exc:

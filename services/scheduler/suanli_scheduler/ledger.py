@@ -79,6 +79,7 @@ class _Node:
     ports: dict[int, int] = field(default_factory=dict)  # rendezvous port -> claims holding it
     cpu_millis: int = 0  # claimed
     memory_mb: int = 0
+    capacities: tuple[Capacity, ...] | None = None  # as placement sees the node now; None: stale
 
 
 def type_key(gpu_type: str) -> str:
@@ -104,6 +105,8 @@ class GpuSlotLedger:
         (the caller persists it and runs a placement pass)."""
         self._capacities = None
         node = self._nodes.get(inventory.node_id)
+        if node is not None:
+            node.capacities = None
         if node is None:
             self._nodes[inventory.node_id] = _Node(inventory=inventory, last_seen=now)
             return True
@@ -144,29 +147,14 @@ class GpuSlotLedger:
         return list(self._capacities)  # a copy: callers filter and sort what they get
 
     def _build_capacities(self) -> list[Capacity]:
-        result = []
-        for node_id, node in self._nodes.items():
-            if not node.alive:
-                continue
-            inventory = node.inventory
-            free_cpu = inventory.cpu_millis - node.cpu_millis if inventory.cpu_millis else None
-            free_memory = inventory.memory_mb - node.memory_mb if inventory.memory_mb else None
-            cannot_run = frozenset(kind for kind, _ in inventory.unavailable_kinds)
-            for pool in inventory.pools:
-                claimed = node.claimed.get(type_key(pool.gpu_type), 0)
-                free = pool.total - max(claimed, pool.reported_used)
-                result.append(
-                    Capacity(
-                        node_id,
-                        pool.gpu_type,
-                        pool.total,
-                        max(free, 0),
-                        inventory.container_runtime,
-                        free_cpu,
-                        free_memory,
-                        cannot_run,
-                    )
-                )
+        # Per node too: a claim changes one node, and a pass that places a job after each claim
+        # rebuilds only that node's entries.
+        result: list[Capacity] = []
+        for node in self._nodes.values():
+            if node.alive:
+                if node.capacities is None:
+                    node.capacities = _node_capacities(node)
+                result.extend(node.capacities)
         return result
 
     def claim(self, node_id: str, claim: Claim) -> None:
@@ -189,7 +177,7 @@ class GpuSlotLedger:
                 self._count(node, claim, -1)
 
     def _count(self, node: _Node, claim: Claim, sign: int) -> None:
-        self._capacities = None
+        self._capacities = node.capacities = None
         key = type_key(claim.gpu_type)
         node.claimed[key] = node.claimed.get(key, 0) + sign * claim.slots
         if claim.port:
@@ -234,6 +222,30 @@ class GpuSlotLedger:
                 used[pool.gpu_type] = max(claimed, pool.reported_used)
             out.append((node.inventory, node.alive, used))
         return out
+
+
+def _node_capacities(node: _Node) -> tuple[Capacity, ...]:
+    inventory = node.inventory
+    free_cpu = inventory.cpu_millis - node.cpu_millis if inventory.cpu_millis else None
+    free_memory = inventory.memory_mb - node.memory_mb if inventory.memory_mb else None
+    cannot_run = frozenset(kind for kind, _ in inventory.unavailable_kinds)
+    result = []
+    for pool in inventory.pools:
+        claimed = node.claimed.get(type_key(pool.gpu_type), 0)
+        free = pool.total - max(claimed, pool.reported_used)
+        result.append(
+            Capacity(
+                inventory.node_id,
+                pool.gpu_type,
+                pool.total,
+                max(free, 0),
+                inventory.container_runtime,
+                free_cpu,
+                free_memory,
+                cannot_run,
+            )
+        )
+    return tuple(result)
 
 
 def _shape(inventory: NodeInventory) -> tuple[object, ...]:

@@ -26,7 +26,7 @@ from suanli_scheduler.api import SchedulerServicer
 from suanli_scheduler.events import DeploymentEvents, JobEvents
 from suanli_scheduler.metrics import SchedulerCollector
 from suanli_scheduler.models import OutboxRow
-from suanli_scheduler.protocol import NatsNodeCommands, consume_reports, subscribe_agents
+from suanli_scheduler.protocol import NatsNodeCommands, consume_reports, subscribe_heartbeats
 from suanli_scheduler.quota_events import subscribe_quotas
 from suanli_scheduler.service import JobService
 from suanli_scheduler.settings import SchedulerSettings
@@ -88,11 +88,11 @@ async def start_scheduler(
         db, events, NatsNodeCommands(broker), settings, deployment_events=DeploymentEvents(outbox)
     )
     await service.restore()
-    subscribe_agents(broker, service)
     subscribe_quotas(broker, service)
     await broker.connect()
     await declare_streams(broker, settings.nats_stream_replicas)
     await broker.start()
+    await subscribe_heartbeats(broker, service)
     server, _health = make_server(settings.scheduler_grpc_port, settings.scheduler_grpc_host, metrics=metrics)
     scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
         SchedulerServicer(service, str(settings.resolved_volumes_dir)), server
