@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 
-import uvloop
 from structlog.stdlib import BoundLogger
 
 from suanli_common.logging import configure_logging, get_logger
@@ -56,10 +55,7 @@ def run_service(settings: ServiceSettings, main: Callable[[], Awaitable[None]]) 
 
     log.info("starting", pid=os.getpid())
     try:
-        # uvloop: the same asyncio API on libuv, with much cheaper socket and callback handling,
-        # which is most of what a service moving thousands of NATS messages a second does.
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
-            loop_runner.run(runner())
+        asyncio.run(runner())
     finally:
         provider.shutdown()  # flushes the spans still queued for export
         log.info("stopped")
