@@ -16,7 +16,7 @@ from suanli_auth.api import AuthServicer
 from suanli_auth.mailer import make_mailer
 from suanli_auth.metering import Metering
 from suanli_auth.metering.balances import Balances
-from suanli_auth.metering.events import subscribe_metering
+from suanli_auth.metering.events import consume_token_usage, subscribe_metering
 from suanli_auth.metering.ledger import UsageLedger
 from suanli_auth.metering.prices import PriceBook
 from suanli_auth.metering.reports import UsageReports
@@ -57,6 +57,7 @@ async def running_auth(
     broker = make_broker(settings.nats_url, service=settings.service_name, metrics=metrics)
     server: grpc.aio.Server | None = None
     relay: asyncio.Task[None] | None = None
+    tokens: asyncio.Task[None] | None = None
     try:
         await db.migrate(MIGRATIONS, version_table=VERSION_TABLE)
         metering = Metering(
@@ -70,6 +71,7 @@ async def running_auth(
         await declare_streams(broker, settings.nats_stream_replicas)
         subscribe_metering(broker, metering.ledger)  # subscribers come before start
         await broker.start()
+        tokens = asyncio.create_task(consume_token_usage(broker, metering.ledger), name="auth-usage-tokens")
         outbox = Outbox(db, OutboxRow, EventPublisher(broker, source="auth"), source="auth")
         relay = asyncio.create_task(outbox.run(), name="auth-outbox-relay")
         service = AuthService(
@@ -95,10 +97,11 @@ async def running_auth(
     finally:
         if server is not None:
             await server.stop(grace=2)
-        if relay is not None:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+        for task in (relay, tokens):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await broker.stop()
         await db.close()
 

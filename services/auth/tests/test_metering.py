@@ -137,6 +137,52 @@ async def test_tokens_are_counted_once_and_grouped(
     assert (await read("day")).total.requests == 5
 
 
+async def test_a_batch_of_token_usages_is_one_write_that_counts_each_fact_once(
+    stub: Stub, auth: RunningAuth, people: People, facts: FactPublisher, clock: FakeClock
+) -> None:
+    ada, admin = people.user.id, people.admin.id
+    clock.now = T0 + DAY
+    await set_prices(stub, admin, ("input_tokens", "*", 1_000_000), ("output_tokens", "tiny", 2_000_000))
+    ledger = auth.metering.ledger
+
+    def usage(event_id: str, model: str, prompt: int, completion: int, user: str = ada) -> TokenUsage:
+        return TokenUsage(event_id, T0, user, "key_a", model, "dep_x", "chat.completions", prompt, completion)
+
+    assert await ledger.record_tokens(usage("evt_old", "tiny", 1, 0)) is True
+    outcomes = await ledger.record_token_batch(
+        [
+            usage("evt_a", "tiny", 100_000, 50_000),
+            usage("evt_a", "tiny", 100_000, 50_000),  # the same fact twice in one batch
+            usage("evt_old", "tiny", 1, 0),  # stored by an earlier delivery
+            usage("evt_b", "big", 10_000, 5_000),
+            usage("evt_nobody", "tiny", 5, 5, user=""),  # refused
+            usage("evt_long", "x" * 300, 5, 5),  # refused: longer than its column
+            usage("evt_c", "tiny", -3, 7),  # negative counts are stored as 0
+        ]
+    )
+    assert outcomes == [True, False, False, True, False, False, True]
+    assert await ledger.record_token_batch([]) == []
+    assert await ledger.record_token_batch([usage("evt_a", "tiny", 1, 1)]) == [False]
+
+    # Priced per model as one by one: "big" has no output price and no "*" one.
+    by_model = await stub.GetUsage(usage_request(ada, ada, T0, T0 + DAY, "model"))
+    assert lines(by_model) == [
+        ("big", 0.0, 1, 10_000, 5_000, 10_000),
+        ("tiny", 0.0, 3, 100_001, 50_007, 100_001 + 100_014),
+    ]
+
+    # A burst through NATS is taken in batches and each fact counted once.
+    for n in range(200):
+        await facts.publish(
+            "usage.recorded", f"burst{n}", used(ada, "big", "key_b", 1, 1), T0 + timedelta(hours=1)
+        )
+
+    def read() -> Awaitable[auth_pb2.GetUsageResponse]:
+        return stub.GetUsage(usage_request(ada, ada, T0, T0 + DAY, "day"))
+
+    assert (await eventually(read, lambda r: r.total.requests == 204)).total.input_tokens == 110_201
+
+
 async def test_a_requeued_job_is_charged_for_both_attempts(
     stub: Stub, auth: RunningAuth, people: People, facts: FactPublisher, clock: FakeClock
 ) -> None:

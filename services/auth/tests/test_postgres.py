@@ -108,6 +108,11 @@ async def test_metering_works_on_postgres(settings: AuthSettings, postgres_url: 
             usage = TokenUsage("evt_1", t0, ada.id, "key_a", "tiny", "dep_x", "chat.completions", 500_000, 10)
             assert await ledger.record_tokens(usage)
             assert not await ledger.record_tokens(usage)
+            # A batch: one insert that skips what is stored (a free request, outside the report).
+            free = replace(
+                usage, event_id="evt_2", at=t0 - timedelta(days=3), prompt_tokens=0, completion_tokens=0
+            )
+            assert await ledger.record_token_batch([usage, free, free]) == [False, True, False]
             hold = GpuHold(IntervalKind.job, "job_1", 1, ada.id, "L4", 2)
             await ledger.job_changed(JobFact("succeeded", t0 + timedelta(hours=2), hold))  # before its start
             await ledger.job_changed(JobFact("running", t0, hold))

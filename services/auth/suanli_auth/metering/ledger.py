@@ -12,7 +12,7 @@ before its start leaves the interval ended and unstarted; the start fills it in.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -50,6 +50,30 @@ def _fits(row: AuthBase) -> bool:
     return True
 
 
+def _token_row(usage: TokenUsage) -> TokenUsageRow | None:
+    """The ledger row of a usage, its cost still unpriced; None when the usage is refused."""
+    if not usage.user_id:
+        log.warning("usage without a user refused", event_id=usage.event_id)
+        return None
+    row = TokenUsageRow(
+        id=usage.event_id,
+        user_id=usage.user_id,
+        api_key_id=usage.api_key_id,
+        model=usage.model,
+        deployment_id=usage.deployment_id,
+        endpoint=usage.endpoint,
+        prompt_tokens=max(usage.prompt_tokens, 0),
+        completion_tokens=max(usage.completion_tokens, 0),
+        at=usage.at,
+        day=utc_day(usage.at),
+        cost_micros=0,
+    )
+    if not _fits(row):
+        log.warning("usage with over-long fields refused", event_id=usage.event_id)
+        return None
+    return row
+
+
 async def _once_more_on_conflict(write: Callable[[], Awaitable[None]]) -> None:
     try:
         await write()
@@ -65,40 +89,38 @@ class UsageLedger:
 
     async def record_tokens(self, usage: TokenUsage) -> bool:
         """Records one answered request; False when it was recorded already (or is refused)."""
-        if not usage.user_id:
-            log.warning("usage without a user refused", event_id=usage.event_id)
-            return False
-        row = TokenUsageRow(
-            id=usage.event_id,
-            user_id=usage.user_id,
-            api_key_id=usage.api_key_id,
-            model=usage.model,
-            deployment_id=usage.deployment_id,
-            endpoint=usage.endpoint,
-            prompt_tokens=max(usage.prompt_tokens, 0),
-            completion_tokens=max(usage.completion_tokens, 0),
-            at=usage.at,
-            day=utc_day(usage.at),
-            cost_micros=0,
-        )
-        if not _fits(row):
-            log.warning("usage with over-long fields refused", event_id=usage.event_id)
-            return False
-        try:
-            async with self._db.session() as session:
-                repo = MeteringRepository(session)
-                if await repo.has_token_usage(row.id):
-                    return False
+        (recorded,) = await self.record_token_batch([usage])
+        return recorded
+
+    async def record_token_batch(self, usages: Sequence[TokenUsage]) -> list[bool]:
+        """Records answered requests in one transaction, each as `record_tokens` would: per usage,
+        True once stored by this call, False when it was stored already (by an earlier delivery, a
+        concurrent one, or earlier in the batch) or is refused. On an error none is stored.
+
+        The gateway answers requests by the hundred a second; a transaction per request cost auth
+        ~3 ms of CPU each, a batch costs two reads of prices and one insert."""
+        outcomes = [False] * len(usages)
+        rows: dict[str, tuple[int, TokenUsageRow]] = {}  # event id -> (first index, row)
+        for index, usage in enumerate(usages):
+            if usage.event_id in rows:
+                continue  # the same fact twice in one batch: the first one counts
+            if (row := _token_row(usage)) is not None:
+                rows[usage.event_id] = (index, row)
+        if not rows:
+            return outcomes
+        async with self._db.session() as session:
+            repo = MeteringRepository(session)
+            models = {row.model for _, row in rows.values()}
+            inputs = await repo.prices_of(PriceKind.input_tokens, models)
+            outputs = await repo.prices_of(PriceKind.output_tokens, models)
+            for _, row in rows.values():
                 row.cost_micros = token_cost_micros(
-                    row.prompt_tokens,
-                    row.completion_tokens,
-                    await repo.price_of(PriceKind.input_tokens, row.model),
-                    await repo.price_of(PriceKind.output_tokens, row.model),
+                    row.prompt_tokens, row.completion_tokens, inputs[row.model], outputs[row.model]
                 )
-                await repo.add_token_usage(row)
-        except IntegrityError:  # a concurrent delivery of the same event won the insert
-            return False
-        return True
+            stored = await repo.add_new_token_usages([row for _, row in rows.values()])
+        for event_id in stored:
+            outcomes[rows[event_id][0]] = True
+        return outcomes
 
     async def job_changed(self, fact: JobFact) -> None:
         hold = fact.hold

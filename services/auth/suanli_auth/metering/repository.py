@@ -3,11 +3,12 @@ unit of work. Sums are portable SQL; per-interval arithmetic is left to `interva
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_auth.domain import ANY_NAME, GpuHold, GpuInterval, IntervalKind, PriceKind, UsageGrouping
@@ -79,15 +80,36 @@ class MeteringRepository:
         by_name = {row_name: price for row_name, price in rows}
         return by_name.get(name, by_name.get(ANY_NAME, 0))
 
+    async def prices_of(self, kind: PriceKind, names: Collection[str]) -> dict[str, int]:
+        """`price_of` each of `names`, in one query."""
+        rows = (
+            await self._session.execute(
+                select(PriceRow.name, PriceRow.price_micros).where(
+                    PriceRow.kind == kind.value, PriceRow.name.in_([*names, ANY_NAME])
+                )
+            )
+        ).all()
+        by_name = {row_name: price for row_name, price in rows}
+        fallback = by_name.get(ANY_NAME, 0)
+        return {name: by_name.get(name, fallback) for name in names}
+
     # token usage
 
-    async def has_token_usage(self, event_id: str) -> bool:
-        return await self._session.get(TokenUsageRow, event_id) is not None
-
-    async def add_token_usage(self, row: TokenUsageRow) -> None:
-        # Flushed at once: a concurrent delivery of the same event fails here on the primary key.
-        self._session.add(row)
-        await self._session.flush()
+    async def add_new_token_usages(self, rows: Sequence[TokenUsageRow]) -> set[str]:
+        """Inserts, in one statement, the rows whose event id is not stored yet (a redelivered
+        fact, or one a concurrent delivery stored first, is skipped, not an error); returns the
+        ids this statement stored."""
+        if not rows:
+            return set()
+        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        columns = [column.key for column in TokenUsageRow.__table__.columns]
+        statement = (
+            insert(TokenUsageRow)
+            .values([{column: getattr(row, column) for column in columns} for row in rows])
+            .on_conflict_do_nothing(index_elements=[TokenUsageRow.id])
+            .returning(TokenUsageRow.id)
+        )
+        return set((await self._session.scalars(statement)).all())
 
     async def token_lines(
         self, user_id: str | None, start: datetime, end: datetime, grouping: UsageGrouping
