@@ -12,7 +12,7 @@ import uvicorn
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
 
-from suanli_common.bus import Event, EventPublisher, declare_streams, make_broker, subscribe_events
+from suanli_common.bus import Event, declare_streams, make_broker, subscribe_events
 from suanli_common.grpc import check_health, make_channel
 from suanli_common.logging import get_logger
 from suanli_common.process import run_service
@@ -138,6 +138,7 @@ async def serve(settings: GatewaySettings) -> None:
         timeout=httpx.Timeout(settings.instance_proxy_timeout_s, connect=5.0), trust_env=False
     )
     authenticator = Authenticator(auth, key_cache)
+    usage = EventUsageSink(broker, TokenMetrics.register(metrics))
     instances = InstancesClient(scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel))
     deps = GatewayDeps(
         auth=auth,
@@ -158,7 +159,7 @@ async def serve(settings: GatewaySettings) -> None:
             limits=InferenceLimits(
                 settings.inference_requests_per_minute, settings.inference_tokens_per_minute
             ),
-            usage=EventUsageSink(EventPublisher(broker, "gateway"), TokenMetrics.register(metrics)),
+            usage=usage,
             quota=TokenQuotaGate(
                 auth, settings.quota_cache_s, lookup_timeout_s=settings.quota_lookup_timeout_s
             ),
@@ -183,6 +184,7 @@ async def serve(settings: GatewaySettings) -> None:
         await broker.connect()
         await declare_streams(broker, settings.nats_stream_replicas)
         await broker.start()
+        usage.start()
         syncing = asyncio.ensure_future(keep_in_sync(routes, deployments, settings.routing_resync_s))
         serving = asyncio.ensure_future(server.serve())
         try:
@@ -199,6 +201,7 @@ async def serve(settings: GatewaySettings) -> None:
             syncing.cancel()
         await replicas.aclose()
         await instance_client.aclose()
+        await usage.aclose()  # the requests served are all in: what they used goes out before the bus closes
         await broker.stop()
         for channel in channels.values():
             await channel.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from suanli_common.bus import Event, EventPublisher, declare_streams, make_broker, subscribe_events
+from suanli_common.bus import Event, declare_streams, make_broker, subscribe_events
 from suanli_common.proto.suanli.v1.events_pb2 import UsageRecorded
 from suanli_common.testing import NatsServer
 from suanli_inference_gateway.metrics import TokenMetrics
@@ -80,11 +80,13 @@ async def test_tokens_are_counted_where_usage_is_recorded(nats_server: NatsServe
     await declare_streams(broker)
     await broker.start()
     try:
-        sink = EventUsageSink(EventPublisher(broker, "gateway"), TokenMetrics.register(registry))
+        sink = EventUsageSink(broker, TokenMetrics.register(registry))
+        sink.start()
         for prompt, completion in ((12, 30), (8, 2)):
             sink.record(usage(prompt, completion))
         first = await asyncio.wait_for(published.get(), 10)
         assert first.model == "smollm2"
+        await sink.aclose()
     finally:
         await broker.stop()
     assert registry.get_sample_value("suanli_tokens_total", {"model": "smollm2", "direction": "input"}) == 20
