@@ -170,7 +170,13 @@ class EventPublisher:
                 self._broker,
                 EVENTS.name,
                 [
-                    Outgoing(event_subject(e.type), e.SerializeToString(), traceparent, msg_id=e.id)
+                    Outgoing(
+                        event_subject(e.type),
+                        e.SerializeToString(),
+                        traceparent,
+                        msg_id=e.id,
+                        headers=(("Suanli-Event-Type", e.type),),
+                    )
                     for e, traceparent in events
                 ],
             )
@@ -246,6 +252,7 @@ class Outgoing:
     body: bytes
     traceparent: str = ""
     msg_id: str = ""  # JetStream de-duplicates a re-published message by it
+    headers: tuple[tuple[str, str], ...] = ()  # any others
 
 
 async def publish_batch(
@@ -259,7 +266,7 @@ async def publish_batch(
     outcomes: list[BaseException | None] = [None] * len(messages)
     pending: dict[asyncio.Future[Any], int] = {}
     for index, message in enumerate(messages):
-        headers: dict[str, str] = {}
+        headers = dict(message.headers)
         if message.traceparent:
             headers["traceparent"] = message.traceparent
         if message.msg_id:

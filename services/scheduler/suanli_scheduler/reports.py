@@ -162,8 +162,9 @@ class AgentReports:
             row.progress = report.progress
         if report.endpoint:
             row.endpoint = report.endpoint
-        # Inside the trace the agent reported in (the job's), so the facts this stages continue it.
-        with traced_from(report.traceparent):
+        # Inside the trace the agent reported in (the job's), so the facts this stages continue it;
+        # a phase a heartbeat reconciled came without one: the job's own trace, then.
+        with traced_from(report.traceparent or row.traceparent):
             await aggregate(self._state, session, row, placements, out)
 
     async def _stop_stale(self, node_id: str, job_id: str, attempt: int, lease_id: str, now: float) -> None:
