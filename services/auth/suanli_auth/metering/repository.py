@@ -80,36 +80,38 @@ class MeteringRepository:
         by_name = {row_name: price for row_name, price in rows}
         return by_name.get(name, by_name.get(ANY_NAME, 0))
 
-    async def prices_of(self, kind: PriceKind, names: Collection[str]) -> dict[str, int]:
-        """`price_of` each of `names`, in one query."""
+    async def token_prices(self, models: Collection[str]) -> dict[str, tuple[int, int]]:
+        """(input, output) price per million tokens of each model, each as `price_of`, in one query."""
+        kinds = (PriceKind.input_tokens.value, PriceKind.output_tokens.value)
         rows = (
             await self._session.execute(
-                select(PriceRow.name, PriceRow.price_micros).where(
-                    PriceRow.kind == kind.value, PriceRow.name.in_([*names, ANY_NAME])
+                select(PriceRow.kind, PriceRow.name, PriceRow.price_micros).where(
+                    PriceRow.kind.in_(kinds), PriceRow.name.in_([*models, ANY_NAME])
                 )
             )
         ).all()
-        by_name = {row_name: price for row_name, price in rows}
-        fallback = by_name.get(ANY_NAME, 0)
-        return {name: by_name.get(name, fallback) for name in names}
+        prices = {(kind, name): price for kind, name, price in rows}
+
+        def of(kind: str, model: str) -> int:
+            return prices.get((kind, model), prices.get((kind, ANY_NAME), 0))
+
+        return {model: (of(kinds[0], model), of(kinds[1], model)) for model in models}
 
     # token usage
 
     async def add_new_token_usages(self, rows: Sequence[TokenUsageRow]) -> set[str]:
-        """Inserts, in one statement, the rows whose event id is not stored yet (a redelivered
-        fact, or one a concurrent delivery stored first, is skipped, not an error); returns the
-        ids this statement stored."""
+        """Inserts the rows whose event id is not stored yet (a redelivered fact, or one a
+        concurrent delivery stored first, is skipped, not an error); returns the ids it stored.
+        One statement, on the table (no ORM unit of work), with the rows as parameters so that its
+        compiled form is cached (a VALUES list of rows is compiled anew every time)."""
         if not rows:
             return set()
+        table = TokenUsageRow.__table__
         insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        columns = [column.key for column in TokenUsageRow.__table__.columns]
-        statement = (
-            insert(TokenUsageRow)
-            .values([{column: getattr(row, column) for column in columns} for row in rows])
-            .on_conflict_do_nothing(index_elements=[TokenUsageRow.id])
-            .returning(TokenUsageRow.id)
-        )
-        return set((await self._session.scalars(statement)).all())
+        statement = insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        columns = [column.key for column in table.columns]
+        parameters = [{column: getattr(row, column) for column in columns} for row in rows]
+        return set((await self._session.scalars(statement, parameters)).all())
 
     async def token_lines(
         self, user_id: str | None, start: datetime, end: datetime, grouping: UsageGrouping
