@@ -77,6 +77,7 @@ async def test_records_are_published_in_a_batch_with_their_ids_and_trace(broker:
     assert [event.data.prompt_tokens for event, _ in events] == [1, 2, 3, 4, 5]
     for event, headers in events:
         assert headers["Nats-Msg-Id"] == event.id  # JetStream stores a re-sent event once
+        assert headers["Suanli-Event-Type"] == "usage.recorded"
         assert (event.type, event.source, event.subject) == (
             "usage.recorded",
             "gateway",

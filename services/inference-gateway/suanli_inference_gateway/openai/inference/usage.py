@@ -33,6 +33,7 @@ from suanli_inference_gateway.metrics import TokenMetrics
 log = get_logger(__name__)
 
 USAGE_RECORDED = "usage.recorded"
+_HEADERS = (("Suanli-Event-Type", USAGE_RECORDED),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,5 +195,10 @@ class EventUsageSink:
         )
         envelope = encode_event(USAGE_RECORDED, request_id, payload, source=self._source)
         envelope.time.FromNanoseconds(recorded.at_ns)
-        body = envelope.SerializeToString()
-        return Outgoing(event_subject(USAGE_RECORDED), body, recorded.traceparent, msg_id=envelope.id)
+        return Outgoing(
+            event_subject(USAGE_RECORDED),
+            envelope.SerializeToString(),
+            recorded.traceparent,
+            msg_id=envelope.id,
+            headers=_HEADERS,  # as `EventPublisher` sends an event
+        )
