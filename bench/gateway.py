@@ -53,6 +53,19 @@ from suanli_inference_gateway.serving.settings import ServingSettings
 
 MODEL = "bench-tiny"
 # LiteLLM's pins differ from ours: it lives in a venv of its own, kept between runs.
+# The labels of the platform's processes (`python -m suanli_<service>`, the NATS server).
+PLATFORM_PROCESSES = frozenset(
+    {
+        "auth",
+        "catalog",
+        "scheduler",
+        "rag",
+        "inference_gateway",
+        "inference_gateway.serving",
+        "trainer_agent",
+        "nats-server",
+    }
+)
 LITELLM_VENV = Path(__file__).resolve().parents[1] / "var" / "bench" / "litellm-venv"
 PROMPT = "Count from one to ten in words, please."
 
@@ -412,9 +425,14 @@ def report(samples: dict[str, Sample], args: argparse.Namespace) -> None:
     labels = sorted(
         {label for s in samples.values() for label, cpu in s.cpu_s.items() if cpu / s.requests > 0.0005},
         key=lambda label: -max(s.cpu_s.get(label, 0.0) / s.requests for s in samples.values()),
+    )[:14]
+    # The platform's own processes always have a row: what one of them spends per request of the
+    # gateway is where its added latency comes from, on a machine the replica keeps busy.
+    labels += sorted(
+        {label for s in samples.values() for label in s.cpu_s if label in PLATFORM_PROCESSES} - set(labels)
     )
     print(f"{'process':<42}" + "".join(f"{name:>16}" for name in samples))
-    for label in labels[:14]:
+    for label in labels:
         print(
             f"{label:<42}"
             + "".join(f"{s.cpu_s.get(label, 0.0) / s.requests * 1000:>16.2f}" for s in samples.values())
