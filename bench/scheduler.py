@@ -6,15 +6,24 @@ protocol exactly as the trainer agent does (AgentHeartbeat on `agent.heartbeat.<
 second, offers taken from `work.node.<node>` with the durable consumer `agent-<node>`, JobReports
 preparing -> running -> succeeded on `work.report.<node>`), without running anything.
 
-Two phases:
-- serial: jobs submitted one at a time on an idle cluster (the latency of one placement);
-- burst: `--jobs` submitted at once (`--concurrency` calls in flight), the queue the scheduler drains.
+A job's latency is submit-to-running: from the moment its SubmitJob call was due to start (paced)
+or started (serial, burst) to the moment its agent's `running` report was stored in JetStream.
 
-For each it prints p50/p99 submit-to-running latency (from the SubmitJob call to the agent's
-`running` report stored in JetStream) and placements per second (burst: jobs / the time from the
-first submit to the last job running). Targets: p50 under 50 ms, over 500 placements/s.
+Three phases, on the same cluster (`--agents` x `--slots` slots, each job 1 slot for `--run-s`):
+- serial: `--serial` jobs, one at a time on an idle cluster (the latency of one placement alone).
+- paced: `--jobs` jobs arriving open-loop at `--rate` per second (default 550, above the 500/s
+  target): job n's SubmitJob starts at t0 + n / rate whether or not earlier calls have returned,
+  and its latency counts from that due time, so a client or scheduler that falls behind shows it.
+  Placement rate = jobs that ran / (last `running` - t0). This phase carries both targets: a
+  cluster that keeps up with arrivals above 500/s places at > 500/s with p50 < 50 ms.
+- burst: `--jobs` jobs queued as fast as the client can (`--concurrency` calls in flight, closed
+  loop). Drain rate = jobs that ran / (last `running` - first submit); target > 500/s. Its
+  latencies are printed for information only: with the whole queue submitted at once, the
+  median job waits behind ~half the queue (Little's law), so they measure the queue, not the
+  scheduler.
 
-    .venv/bin/python bench/scheduler.py [--agents 100] [--slots 20] [--jobs 2000] [--concurrency 64]
+    .venv/bin/python bench/scheduler.py [--agents 100] [--slots 20] [--jobs 2000] [--rate 550]
+                                        [--concurrency 64] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -213,38 +222,71 @@ def start_scheduler(home: Path, nats_url: str, port: int, profile: str | None) -
     )
 
 
-async def submit(stub: scheduler_pb2_grpc.SchedulerServiceStub, clock: Clock, n: int, run_id: str) -> str:
+async def submit(
+    stub: scheduler_pb2_grpc.SchedulerServiceStub, clock: Clock, n: int, run_id: str, due: float | None = None
+) -> str:
+    """One SubmitJob; the job's clock starts at `due` (paced: when the call was due) or now."""
     spec = pb.JobSpec(name="bench", job_type=pb.JOB_TYPE_PYTORCH, command="true", nodes=1, gpus_per_node=1)
     started = time.perf_counter()
     job = await stub.SubmitJob(
         pb.SubmitJobRequest(owner_id="bench", client_request_id=f"{run_id}-{n}", spec=spec), timeout=60
     )
-    clock.submitted[job.id] = started
+    clock.submitted[job.id] = started if due is None else due
     clock.accepted[job.id] = time.perf_counter()
     return str(job.id)
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    jobs: int
+    latencies: list[float]  # ms, submit-to-running, of the jobs that ran
+    seconds: float  # first submit (or due time) to the last job running
+    submitted_in: float  # first submit to the last SubmitJob returned
+    lag_ms: float = 0.0  # paced: how late the client started the latest call, at worst
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds > 0 else float("inf")
 
 
 async def run_phase(
     stub: scheduler_pb2_grpc.SchedulerServiceStub,
     clock: Clock,
+    name: str,
     jobs: int,
-    concurrency: int,
     run_id: str,
     timeout: float,
-) -> tuple[list[float], float, float]:
-    """Submits `jobs` with `concurrency` calls in flight; returns (latencies ms, seconds, submit s)."""
+    *,
+    concurrency: int = 1,
+    rate: float | None = None,
+) -> PhaseResult:
+    """Submits `jobs`: open-loop at `rate` per second, or closed-loop with `concurrency` calls in
+    flight; waits for them to run."""
     for times in (clock.submitted, clock.accepted, clock.offered, clock.running):
         times.clear()
     clock.done.clear()
     clock.expected = jobs
-    counter = iter(range(jobs))
+    lag = 0.0
     t0 = time.perf_counter()
+    if rate is not None:
+        calls: list[asyncio.Task[str]] = []
+        for n in range(jobs):
+            due = t0 + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lag = max(lag, time.perf_counter() - due)
+            calls.append(asyncio.create_task(submit(stub, clock, n, run_id, due)))
+        await asyncio.gather(*calls)
+    else:
+        counter = iter(range(jobs))
 
-    async def worker() -> None:
-        for n in counter:
-            await submit(stub, clock, n, run_id)
+        async def worker() -> None:
+            for n in counter:
+                await submit(stub, clock, n, run_id)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     submitted_in = time.perf_counter() - t0
     try:
         await asyncio.wait_for(clock.done.wait(), timeout)
@@ -259,20 +301,41 @@ async def run_phase(
             "accepted -> offer at the agent": [clock.offered[j] - clock.accepted[j] for j in ran],
             "offer -> running report stored": [clock.running[j] - clock.offered[j] for j in ran],
         }
-        print("  " + "; ".join(f"{k} p50 {statistics.median(v) * 1000:.1f} ms" for k, v in parts.items()))
-    return latencies, last - t0, submitted_in
+        print(
+            f"  {name}: "
+            + "; ".join(f"{k} p50 {statistics.median(v) * 1000:.1f} ms" for k, v in parts.items())
+        )
+    return PhaseResult(name, jobs, latencies, last - t0, submitted_in, lag * 1000)
 
 
-def report(name: str, latencies: list[float], jobs: int, seconds: float, submitted_in: float) -> None:
-    if not latencies:
-        print(f"{name:<8} no job ran")
+def report(result: PhaseResult) -> None:
+    if not result.latencies:
+        print(f"{result.name:<8} no job ran")
         return
-    rate = len(latencies) / seconds if seconds > 0 else float("inf")
+    lat = result.latencies
     print(
-        f"{name:<8}{jobs:>7}{len(latencies):>7}{statistics.median(latencies):>10.1f}"
-        f"{percentile(latencies, 0.99):>10.1f}{max(latencies):>10.1f}"
-        f"{jobs / submitted_in:>11.0f}{rate:>12.0f}"
+        f"{result.name:<8}{result.jobs:>7}{len(lat):>7}{statistics.median(lat):>10.1f}"
+        f"{percentile(lat, 0.99):>10.1f}{max(lat):>10.1f}"
+        f"{result.jobs / result.submitted_in:>11.0f}{result.rate:>12.0f}"
     )
+
+
+def verdicts(paced: PhaseResult, burst: PhaseResult) -> list[str]:
+    """MEETS / MISSES per target, with the phase and figure it is judged on."""
+    lines = []
+    p50 = statistics.median(paced.latencies) if paced.latencies else float("inf")
+    ok = p50 < TARGET_P50_MS and len(paced.latencies) == paced.jobs
+    lines.append(
+        f"{'MEETS ' if ok else 'MISSES'} p50 submit-to-running < {TARGET_P50_MS:g} ms, "
+        f"paced phase: {p50:.1f} ms"
+    )
+    for phase in (paced, burst):
+        ok = phase.rate > TARGET_RATE and len(phase.latencies) == phase.jobs
+        lines.append(
+            f"{'MEETS ' if ok else 'MISSES'} > {TARGET_RATE:g} placements/s, {phase.name} phase: "
+            f"{phase.rate:.0f}/s ({len(phase.latencies)} of {phase.jobs} ran)"
+        )
+    return lines
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -309,26 +372,32 @@ async def bench(args: argparse.Namespace) -> None:
 
         run_id = f"r{os.getpid()}"
         print(f"agents: {args.agents} x {args.slots} {GPU_TYPE} slots; each job: 1 slot for {args.run_s:g} s")
+        await run_phase(stub, clock, "warm", 20, f"{run_id}-warm", args.timeout)  # warm caches and paths
+        serial = await run_phase(stub, clock, "serial", args.serial, f"{run_id}-serial", args.timeout)
+        await asyncio.sleep(args.run_s + 1.5)  # slots given back
+        paced = await run_phase(
+            stub, clock, "paced", args.jobs, f"{run_id}-paced", args.timeout, rate=args.rate
+        )
+        await asyncio.sleep(args.run_s + 1.5)
+        burst = await run_phase(
+            stub, clock, "burst", args.jobs, f"{run_id}-burst", args.timeout, concurrency=args.concurrency
+        )
+        print()
         header = f"{'phase':<8}{'jobs':>7}{'ran':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
         print(f"{header}{'submits/s':>11}{'placed/s':>12}")
-        await run_phase(stub, clock, 20, 1, f"{run_id}-warm", args.timeout)  # warm caches and paths
-        serial, seconds, submitted_in = await run_phase(
-            stub, clock, args.serial, 1, f"{run_id}-serial", args.timeout
+        for result in (serial, paced, burst):
+            report(result)
+        print(
+            f"serial: one call at a time. paced: open loop at {args.rate:g}/s (client start lag at "
+            f"worst {paced.lag_ms:.1f} ms; latency counts from each call's due time). burst: "
+            f"{args.concurrency} calls in flight, latencies for information only."
         )
-        report("serial", serial, args.serial, seconds, submitted_in)
-        await asyncio.sleep(args.run_s + 1.5)  # slots given back
-        burst, seconds, submitted_in = await run_phase(
-            stub, clock, args.jobs, args.concurrency, f"{run_id}-burst", args.timeout
+        print(
+            "placed/s = jobs that ran / (last running report - first submit); submits/s = jobs / "
+            "(last SubmitJob returned - first submit); latency = SubmitJob start -> running report stored."
         )
-        report("burst", burst, args.jobs, seconds, submitted_in)
-        if burst:
-            p50 = statistics.median(burst)
-            rate = len(burst) / seconds
-            print(
-                f"burst p50 {p50:.1f} ms ({'meets' if p50 < TARGET_P50_MS else 'MISSES'} the "
-                f"{TARGET_P50_MS:g} ms target); {rate:.0f} placements/s "
-                f"({'meets' if rate > TARGET_RATE else 'MISSES'} the {TARGET_RATE:g}/s target)"
-            )
+        for line in verdicts(paced, burst):
+            print(line)
     finally:
         for agent in agents:
             await agent.stop()
@@ -348,7 +417,8 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=100, help="simulated nodes")
     parser.add_argument("--slots", type=int, default=20, help="slots per node")
-    parser.add_argument("--jobs", type=int, default=2000, help="jobs of the burst")
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs of the paced phase and of the burst")
+    parser.add_argument("--rate", type=float, default=550.0, help="arrivals per second of the paced phase")
     parser.add_argument("--concurrency", type=int, default=64, help="SubmitJob calls in flight in the burst")
     parser.add_argument("--serial", type=int, default=200, help="jobs of the serial phase")
     parser.add_argument("--run-s", type=float, default=0.5, help="how long each simulated job runs")
