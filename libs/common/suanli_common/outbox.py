@@ -13,10 +13,10 @@ import contextlib
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
-from sqlalchemy import DateTime, LargeBinary, String, delete, select
+from sqlalchemy import DateTime, LargeBinary, String, delete, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from suanli_common.bus import EventPublisher, encode_event
 from suanli_common.db import Database
@@ -26,7 +26,11 @@ from suanli_common.telemetry import current_traceparent
 
 log = get_logger(__name__)
 _PAGE = 500  # events read and published per round trip
-_WAKE_ON_COMMIT = "suanli.outbox.wake_on_commit"  # session.info key: the listener is registered
+# session.info keys: events staged and not yet written; the listeners are registered; events were
+# written in the transaction now committing.
+_PENDING = "suanli.outbox.pending"
+_WATCHED = "suanli.outbox.watched"
+_WRITTEN = "suanli.outbox.written"
 
 
 class OutboxMixin:
@@ -52,23 +56,49 @@ class Outbox:
     def add(self, session: AsyncSession, event_type: str, subject: str, data: Message) -> None:
         """Stages an event in the caller's unit of work; it is sent after the commit."""
         envelope = encode_event(event_type, subject, data, source=self._source)
-        row = self._table()
-        row.id = envelope.id
-        row.envelope = envelope.SerializeToString()
-        row.traceparent = current_traceparent()
-        row.created_at = envelope.time.ToDatetime(UTC)
-        session.add(row)
-        # Wake the relay when this unit of work commits, not before: it would find nothing yet.
-        # One listener per unit of work, however many events it stages.
         info = session.sync_session.info
-        if not info.get(_WAKE_ON_COMMIT):
-            info[_WAKE_ON_COMMIT] = True
+        pending: list[dict[str, object]] | None = info.get(_PENDING)
+        if pending is None:
+            pending = info[_PENDING] = []
+            self._watch(session)
+        pending.append(
+            {
+                "id": envelope.id,
+                "envelope": envelope.SerializeToString(),
+                "traceparent": current_traceparent(),
+                "created_at": envelope.time.ToDatetime(UTC),
+            }
+        )
 
-            def wake(_session: object) -> None:
-                info.pop(_WAKE_ON_COMMIT, None)
+    def _watch(self, session: AsyncSession) -> None:
+        """Once per session: its staged events are written as one multi-row INSERT (plain Core,
+        no unit-of-work bookkeeping per event) just before each commit, in that transaction; the
+        relay is woken after the commit, not before (it would find nothing yet); a rollback
+        drops them."""
+        sync_session = session.sync_session
+        info = sync_session.info
+        if info.get(_WATCHED):
+            return
+        info[_WATCHED] = True
+        table = self._table.__table__  # type: ignore[attr-defined]
+
+        def write(sess: Session) -> None:
+            rows = info.pop(_PENDING, None)
+            if rows:
+                info[_WRITTEN] = True
+                sess.execute(insert(table), rows)
+
+        def wake(_sess: Session) -> None:
+            if info.pop(_WRITTEN, False):
                 self._wake.set()
 
-            sa_event.listen(session.sync_session, "after_commit", wake, once=True)
+        def drop(_sess: Session) -> None:
+            info.pop(_PENDING, None)
+            info.pop(_WRITTEN, None)
+
+        sa_event.listen(sync_session, "before_commit", write)
+        sa_event.listen(sync_session, "after_commit", wake)
+        sa_event.listen(sync_session, "after_rollback", drop)
 
     async def flush(self) -> int:
         """Publishes every pending event, in order per subject; returns how many were sent."""

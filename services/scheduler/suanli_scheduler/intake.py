@@ -20,11 +20,31 @@ from suanli_scheduler.batching import Outcome
 from suanli_scheduler.domain import JobSpec, JobStatus
 from suanli_scheduler.ledger import NodeInventory
 from suanli_scheduler.models import JobRow
-from suanli_scheduler.placement import check_feasible
+from suanli_scheduler.placement import PlacementRequest, check_feasible
 from suanli_scheduler.quotas import QuotaTable
 from suanli_scheduler.repository import JobRepository
 from suanli_scheduler.state import SchedulerState, now_utc, placement_request
 from suanli_scheduler.waiting import WaitingJob
+
+
+class ClusterView:
+    """The cluster as a batch of submits sees it: the nodes, their GPU types, and what each kind of
+    request was found to need, so a batch of like jobs checks feasibility once, not once each."""
+
+    def __init__(self, nodes: Sequence[NodeInventory]) -> None:
+        self.nodes = nodes
+        self.gpu_types = sorted({pool.gpu_type for node in nodes for pool in node.pools})
+        self._verdicts: dict[PlacementRequest, InvalidRequest | None] = {}
+
+    def check_feasible(self, request: PlacementRequest) -> None:
+        if request not in self._verdicts:
+            try:
+                check_feasible(request, self.nodes)
+                self._verdicts[request] = None
+            except InvalidRequest as exc:
+                self._verdicts[request] = exc
+        if (problem := self._verdicts[request]) is not None:
+            raise type(problem)(problem.message, code=problem.code, param=problem.param)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +85,14 @@ class Intake:
             quotas = await self._state.quotas(session)
             # The ledger knows every node ever seen (restored from the database at start), so
             # feasibility needs no read of the node table.
-            nodes = self._state.ledger.inventories()
+            cluster = ClusterView(self._state.ledger.inventories())
             for sub in batch:
                 key = (sub.owner_id, sub.client_request_id)
                 if sub.client_request_id and key in existing:
                     outcomes.append(existing[key])
                     continue
                 try:
-                    row = self.new_job(session, sub, nodes, quotas)
+                    row = self.new_job(session, sub, cluster, quotas)
                 except InvalidRequest as exc:
                     outcomes.append(exc)
                     continue
@@ -83,14 +103,18 @@ class Intake:
         return outcomes, inserted
 
     def new_job(
-        self, session: AsyncSession, sub: Submission, nodes: Sequence[NodeInventory], quotas: QuotaTable
+        self,
+        session: AsyncSession,
+        sub: Submission,
+        nodes: Sequence[NodeInventory] | ClusterView,
+        quotas: QuotaTable,
     ) -> JobRow:
         """Checks one submit against the cluster and quotas and adds its queued job to the session
         (the instance service starts its runs through this too); the caller queues it after commit."""
         spec = sub.spec
-        check_feasible(placement_request(spec), nodes)
-        cluster_types = sorted({pool.gpu_type for node in nodes for pool in node.pools})
-        if problem := quotas.never_fits(sub.owner_id, spec.gpu_type, spec.total_gpus, cluster_types):
+        cluster = nodes if isinstance(nodes, ClusterView) else ClusterView(nodes)
+        cluster.check_feasible(placement_request(spec))
+        if problem := quotas.never_fits(sub.owner_id, spec.gpu_type, spec.total_gpus, cluster.gpu_types):
             raise InvalidRequest(f"the job can never run: {problem}", param="gpus_per_node")
         row = JobRow(
             id=new_id("job"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert
 
 from suanli_common.ids import new_id
 from suanli_common.logging import get_logger
@@ -54,6 +54,7 @@ class PlacementPass:
                 planned, reasons = self._plan(await state.quotas(session))
                 try:
                     rows = await repo.unplaced([p.job.id for p in planned])
+                    placement_rows: list[dict[str, object]] = []
                     for plan in planned:
                         row = rows.get(plan.job.id)
                         if row is None or row.attempt != plan.job.attempt:
@@ -61,9 +62,13 @@ class PlacementPass:
                             out.released.append(plan.lease_id)
                             out.dequeued.append(plan.job.id)
                             continue
-                        self._record(session, row, plan, out)
+                        placement_rows += self._record(row, plan, out)
                         out.dequeued.append(row.id)
                         placed += 1
+                    if placement_rows:
+                        # One multi-row INSERT, not a unit-of-work object per placement: nothing
+                        # in this transaction reads them back.
+                        await session.execute(insert(PlacementRow.__table__), placement_rows)
                     for reason, jobs in reasons.items():
                         await repo.set_waiting_reason([job.id for job in jobs], reason)
                 except BaseException:
@@ -142,23 +147,26 @@ class PlacementPass:
         )
         return _Planned(job, decision, lease_id, port)
 
-    def _record(self, session: AsyncSession, row: JobRow, plan: _Planned, out: AfterCommit) -> None:
+    def _record(self, row: JobRow, plan: _Planned, out: AfterCommit) -> list[dict[str, object]]:
+        """Marks the job placed and stages its offers; returns its placement rows to insert."""
         spec, decision, port = plan.job.spec, plan.decision, plan.port
         master_inv = self._state.ledger.known(decision.node_ids[0])
+        placements: list[dict[str, object]] = []
         for rank, node_id in enumerate(decision.node_ids):
-            session.add(
-                PlacementRow(
-                    job_id=row.id,
-                    attempt=row.attempt,
-                    node_rank=rank,
-                    node_id=node_id,
-                    gpu_type=decision.gpu_type,
-                    slots=spec.gpus_per_node,
-                    phase=JobStatus.queued.value,
-                    exit_code=None,
-                    message="",
-                    master_port=port,
-                )
+            placements.append(
+                {
+                    "job_id": row.id,
+                    "attempt": row.attempt,
+                    "node_rank": rank,
+                    "node_id": node_id,
+                    "gpu_type": decision.gpu_type,
+                    "slots": spec.gpus_per_node,
+                    "phase": JobStatus.queued.value,
+                    "exit_code": None,
+                    "message": "",
+                    "master_port": port,
+                    "result_json": None,
+                }
             )
             out.offers.append(
                 (
@@ -183,3 +191,4 @@ class PlacementPass:
         row.lease_id = plan.lease_id
         row.node_ids = list(decision.node_ids)
         row.status_reason = f"placed on {', '.join(decision.node_ids)}; waiting for the agent(s)"
+        return placements
