@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +90,15 @@ def replica(log: ReplicaLog | None = None) -> FastAPI:
 
         if body.get("max_tokens") == 99:
             return StreamingResponse(endless(), media_type="text/event-stream")
+
+        async def slow_to_end() -> Any:
+            yield b'data: {"choices":[{"index":0,"delta":{"content":"Paris"}}]}\n\n'
+            last = {"choices": [], "usage": USAGE}
+            yield f"data: {json.dumps(last, separators=(',', ':'))}\n\ndata: [DONE]\n\n".encode()
+            await asyncio.sleep(1.0)  # a server that takes its time to end the response after [DONE]
+
+        if body.get("max_tokens") == 98:
+            return StreamingResponse(slow_to_end(), media_type="text/event-stream")
 
         async def events() -> Any:
             for word in ("Pa", "ris"):
@@ -298,6 +308,23 @@ async def test_a_client_that_goes_away_stops_the_generation(
                 break
             await asyncio.sleep(0.02)
     assert [(u.stream, u.status_code) for u in inference.records] == [(True, 499)]
+
+
+async def test_a_stream_ends_for_the_client_at_its_done_event(gateway: Gateway, inference: Any) -> None:
+    headers = await key(gateway)
+    async with serve_replica(gateway.app) as url, httpx.AsyncClient(base_url=url) as client:
+        started = time.perf_counter()
+        body = {**CHAT, "stream": True, "max_tokens": 98}
+        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as streamed:
+            text = (await streamed.aread()).decode()
+        # Whole at [DONE], without waiting for the replica's own end a second later.
+        assert time.perf_counter() - started < 0.8
+        assert text.endswith("data: [DONE]\n\n") and '"Paris"' in text and "usage" not in text
+        for _ in range(100):  # metered once the replica's response is over, as a whole answer
+            if inference.records:
+                break
+            await asyncio.sleep(0.05)
+    assert [(u.stream, u.status_code, u.completion_tokens) for u in inference.records] == [(True, 200, 3)]
 
 
 async def test_the_callers_trace_goes_on_to_the_replica_and_the_route_is_measured(

@@ -90,6 +90,9 @@ async def forward(
     return EventStreamResponse(relay, rename)
 
 
+DONE_EVENT = b"data: [DONE]\n\n"  # an OpenAI stream's last event
+
+
 class EventStreamResponse(StreamingResponse):
     """The replica's events relayed to the client as they come: each chunk is one ASGI `send`, with
     no task group in between (Starlette's own `__call__` runs one per response to hear the client
@@ -102,14 +105,22 @@ class EventStreamResponse(StreamingResponse):
             rename.each(relay.events()), media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
         self._relay = relay
+        self._ended = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         watcher = asyncio.get_running_loop().create_task(self._abort_on_disconnect(receive))
         try:
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})  # type: ignore[typeddict-item]
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if self._ended:
+                    continue  # nothing follows [DONE]; reading on ends the replica's response whole
+                # The answer is whole at its [DONE] event: the client's response ends with it, not
+                # after the replica's own end and the metering that follows it.
+                self._ended = isinstance(chunk, bytes) and chunk.endswith(DONE_EVENT)
+                await send({"type": "http.response.body", "body": chunk, "more_body": not self._ended})  # type: ignore[typeddict-item]
+            if not self._ended:
+                self._ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
 
@@ -117,4 +128,5 @@ class EventStreamResponse(StreamingResponse):
         with contextlib.suppress(asyncio.CancelledError):
             while (await receive())["type"] != "http.disconnect":
                 pass
-            self._relay.abort()
+            if not self._ended:  # a server reports a finished response's connection as gone too
+                self._relay.abort()
