@@ -26,6 +26,9 @@ from suanli_scheduler.transitions import aggregate
 log = get_logger(__name__)
 
 # Phases of one node's share of an attempt only move forward.
+# Stops rate-limited per (node, lease); past this many remembered, the expired ones are dropped.
+_STOPS_KEPT = 1024
+
 _PHASE_ORDER = {JobStatus.queued: 0, JobStatus.preparing: 1, JobStatus.running: 2}
 
 
@@ -170,8 +173,11 @@ class AgentReports:
     async def _stop_stale(self, node_id: str, job_id: str, attempt: int, lease_id: str, now: float) -> None:
         state = self._state
         key = (node_id, lease_id)
-        if now - self._stop_sent.get(key, -1e9) < state.settings.heartbeat_interval_s * 2:
+        window = state.settings.heartbeat_interval_s * 2
+        if now - self._stop_sent.get(key, -1e9) < window:
             return
+        if len(self._stop_sent) >= _STOPS_KEPT:  # forget stops sent longer ago than the window
+            self._stop_sent = {k: t for k, t in self._stop_sent.items() if now - t < window}
         self._stop_sent[key] = now
         log.info(
             "telling an agent to stop work it no longer holds", node=node_id, job_id=job_id, attempt=attempt
