@@ -114,8 +114,11 @@ class Outbox:
         # round trips: the service's own writers would wait on the database meanwhile.
         table = self._table
         async with self._db.session() as session:
-            rows = (await session.scalars(select(table).order_by(table.created_at).limit(_PAGE))).all()
-            pending = [(row.id, row.traceparent, EventEnvelope.FromString(row.envelope)) for row in rows]
+            # Columns, not entities: rows that are only read and deleted need no ORM identity.
+            query = select(table.id, table.traceparent, table.envelope)
+            query = query.order_by(table.created_at).limit(_PAGE)
+            rows = (await session.execute(query)).all()
+            pending = [(row_id, tp, EventEnvelope.FromString(data)) for row_id, tp, data in rows]
         queues: dict[str, list[tuple[str, str, EventEnvelope]]] = {}
         for event in pending:
             queues.setdefault(event[2].subject, []).append(event)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +46,13 @@ class ClusterView:
                 self._verdicts[request] = exc
         if (problem := self._verdicts[request]) is not None:
             raise type(problem)(problem.message, code=problem.code, param=problem.param)
+
+
+_JOB_COLUMNS = tuple(column.key for column in JobRow.__table__.columns)
+
+
+def _values(row: JobRow) -> dict[str, object]:
+    return {key: getattr(row, key) for key in _JOB_COLUMNS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +100,7 @@ class Intake:
                     outcomes.append(existing[key])
                     continue
                 try:
-                    row = self.new_job(session, sub, cluster, quotas)
+                    row = self.new_job(session, sub, cluster, quotas, add=False)
                 except InvalidRequest as exc:
                     outcomes.append(exc)
                     continue
@@ -100,6 +108,10 @@ class Intake:
                     existing[key] = row  # the same request twice in one batch: one job
                 outcomes.append(row)
                 inserted.append(row)
+            if inserted:
+                # One multi-row INSERT for the batch, not a unit-of-work object per job: the rows
+                # are only read back by later transactions.
+                await session.execute(insert(JobRow.__table__), [_values(row) for row in inserted])
         return outcomes, inserted
 
     def new_job(
@@ -108,9 +120,12 @@ class Intake:
         sub: Submission,
         nodes: Sequence[NodeInventory] | ClusterView,
         quotas: QuotaTable,
+        *,
+        add: bool = True,
     ) -> JobRow:
         """Checks one submit against the cluster and quotas and adds its queued job to the session
-        (the instance service starts its runs through this too); the caller queues it after commit."""
+        (the instance service starts its runs through this too); the caller queues it after commit.
+        With `add` False the row is not added: the caller inserts it itself."""
         spec = sub.spec
         cluster = nodes if isinstance(nodes, ClusterView) else ClusterView(nodes)
         cluster.check_feasible(placement_request(spec))
@@ -129,8 +144,13 @@ class Intake:
             node_ids=[],
             progress=0.0,
             created_at=now_utc(),
+            started_at=None,
+            finished_at=None,
+            result_json=None,
+            endpoint="",
         )
-        session.add(row)
+        if add:
+            session.add(row)
         token = otel_context.attach(sub.trace)
         try:
             row.traceparent = current_traceparent()
