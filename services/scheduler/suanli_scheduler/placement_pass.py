@@ -17,10 +17,10 @@ from suanli_scheduler.domain import JobStatus
 from suanli_scheduler.leases import Lease
 from suanli_scheduler.ledger import Claim
 from suanli_scheduler.messages import Offer
-from suanli_scheduler.models import JobRow, PlacementRow
+from suanli_scheduler.models import PlacementRow
 from suanli_scheduler.placement import Placement, place
 from suanli_scheduler.quotas import QuotaTable
-from suanli_scheduler.repository import JobRepository
+from suanli_scheduler.repository import JobRepository, UnplacedJob
 from suanli_scheduler.state import AfterCommit, SchedulerState, placement_request
 from suanli_scheduler.waiting import WaitingJob
 
@@ -55,6 +55,7 @@ class PlacementPass:
                 try:
                     rows = await repo.unplaced([p.job.id for p in planned])
                     placement_rows: list[dict[str, object]] = []
+                    marks: list[dict[str, object]] = []
                     for plan in planned:
                         row = rows.get(plan.job.id)
                         if row is None or row.attempt != plan.job.attempt:
@@ -63,8 +64,18 @@ class PlacementPass:
                             out.dequeued.append(plan.job.id)
                             continue
                         placement_rows += self._record(row, plan, out)
+                        marks.append(
+                            {
+                                "b_id": row.id,
+                                "b_lease": plan.lease_id,
+                                "b_nodes": list(plan.decision.node_ids),
+                                "b_reason": f"placed on {', '.join(plan.decision.node_ids)}; "
+                                "waiting for the agent(s)",
+                            }
+                        )
                         out.dequeued.append(row.id)
                         placed += 1
+                    await repo.mark_placed(marks)
                     if placement_rows:
                         # One multi-row INSERT, not a unit-of-work object per placement: nothing
                         # in this transaction reads them back.
@@ -147,8 +158,8 @@ class PlacementPass:
         )
         return _Planned(job, decision, lease_id, port)
 
-    def _record(self, row: JobRow, plan: _Planned, out: AfterCommit) -> list[dict[str, object]]:
-        """Marks the job placed and stages its offers; returns its placement rows to insert."""
+    def _record(self, row: UnplacedJob, plan: _Planned, out: AfterCommit) -> list[dict[str, object]]:
+        """Stages the job's offers; returns its placement rows to insert."""
         spec, decision, port = plan.job.spec, plan.decision, plan.port
         master_inv = self._state.ledger.known(decision.node_ids[0])
         placements: list[dict[str, object]] = []
@@ -188,7 +199,4 @@ class PlacementPass:
                     ),
                 )
             )
-        row.lease_id = plan.lease_id
-        row.node_ids = list(decision.node_ids)
-        row.status_reason = f"placed on {', '.join(decision.node_ids)}; waiting for the agent(s)"
         return placements

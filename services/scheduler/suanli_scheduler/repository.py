@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from suanli_scheduler.domain import (
@@ -18,6 +19,16 @@ from suanli_scheduler.domain import (
 )
 from suanli_scheduler.models import DeploymentRow, InstanceRow, JobRow, NodeRow, PlacementRow, QuotaRow
 from suanli_scheduler.quotas import QuotaTable
+
+
+@dataclass(frozen=True, slots=True)
+class UnplacedJob:
+    """What a placement needs of a queued job's row."""
+
+    id: str
+    attempt: int
+    owner_id: str
+    traceparent: str
 
 
 def job_from_row(row: JobRow) -> Job:
@@ -123,17 +134,38 @@ class JobRepository:
                     found[key] = row
         return found
 
-    async def unplaced(self, job_ids: Sequence[str]) -> dict[str, JobRow]:
-        """Of these jobs, the ones still queued without a placement, for update, by id."""
-        found: dict[str, JobRow] = {}
+    async def unplaced(self, job_ids: Sequence[str]) -> dict[str, UnplacedJob]:
+        """Of these jobs, the ones still queued without a placement, for update, by id (the few
+        columns a placement needs, not ORM rows: a pass may place thousands)."""
+        found: dict[str, UnplacedJob] = {}
         for ids in _chunks(job_ids):
             query = (
-                select(JobRow)
+                select(JobRow.id, JobRow.attempt, JobRow.owner_id, JobRow.traceparent)
                 .where(JobRow.id.in_(ids), JobRow.status == JobStatus.queued.value, JobRow.lease_id == "")
                 .with_for_update()
             )
-            found.update((row.id, row) for row in (await self.session.scalars(query)).all())
+            for job_id, attempt, owner_id, traceparent in await self.session.execute(query):
+                found[job_id] = UnplacedJob(job_id, attempt, owner_id, traceparent or "")
         return found
+
+    async def mark_placed(self, placed: Sequence[dict[str, object]]) -> None:
+        """Gives placed jobs their lease, nodes and reason (keys b_id, b_lease, b_nodes, b_reason),
+        as one executemany, only where each is still queued and unplaced."""
+        if not placed:
+            return
+        jobs = JobRow.__table__
+        statement = (
+            update(jobs)
+            .where(
+                jobs.c.id == bindparam("b_id"), jobs.c.status == JobStatus.queued.value, jobs.c.lease_id == ""
+            )
+            .values(
+                lease_id=bindparam("b_lease"),
+                node_ids=bindparam("b_nodes", type_=jobs.c.node_ids.type),
+                status_reason=bindparam("b_reason"),
+            )
+        )
+        await self.session.execute(statement, list(placed))
 
     async def set_waiting_reason(self, job_ids: Sequence[str], reason: str) -> None:
         """Says why these jobs still wait (only where they still do), in one statement per chunk."""
