@@ -188,6 +188,7 @@ def test_a_document_added_to_a_knowledge_base_is_one_trace_through_its_ingestion
         gateway_request("POST", "/v1/vector_stores/{vector_store_id}/files"),
         {"suanli-gateway", "suanli-rag", "suanli-catalog"},
         timeout=60,
+        names={("suanli-rag", "rag.ingest")},
     )
     assert_connected(spans)
     ingest = named(spans, "suanli-rag", "rag.ingest")

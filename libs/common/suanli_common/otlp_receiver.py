@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -86,17 +87,39 @@ class OtlpReceiver:
         }
 
     def wait_for_trace(
-        self, predicate: object, services: set[str], timeout: float = 20.0
+        self,
+        predicate: object,
+        services: set[str],
+        timeout: float = 20.0,
+        *,
+        names: AbstractSet[tuple[str, str]] = frozenset(),
+        settle_s: float = 0.5,
     ) -> list[ReceivedSpan]:
-        """The spans of the first trace that holds a span matching `predicate` and spans of
-        every one of `services`; fails after `timeout`."""
+        """The spans of the first trace that holds a span matching `predicate`, spans of every one
+        of `services` and the (service, span name) pairs of `names`, once it is one tree (a parent
+        ends after its children, so its export may come later) and has had no new span for
+        `settle_s`; fails after `timeout`."""
         deadline = time.monotonic() + timeout
+        seen_count, stable_since = -1, 0.0
         while time.monotonic() < deadline:
             spans = self.spans
             for root in (s for s in spans if predicate(s)):  # type: ignore[operator]
                 in_trace = [s for s in spans if s.trace_id == root.trace_id]
-                if services <= {s.service for s in in_trace}:
+                if not services <= {s.service for s in in_trace}:
+                    continue
+                if not names <= {(s.service, s.name) for s in in_trace} or not _one_tree(in_trace):
+                    continue
+                now = time.monotonic()
+                if len(in_trace) != seen_count:
+                    seen_count, stable_since = len(in_trace), now
+                elif now - stable_since >= settle_s:
                     return in_trace
-            time.sleep(0.2)
+                break
+            time.sleep(0.1)
         seen = sorted({(s.service, s.name) for s in self.spans})
-        raise AssertionError(f"no trace with spans of {services} within {timeout}s; seen: {seen}")
+        raise AssertionError(f"no whole trace with spans of {services} within {timeout}s; seen: {seen}")
+
+
+def _one_tree(spans: list[ReceivedSpan]) -> bool:
+    ids = {s.span_id for s in spans}
+    return sum(1 for s in spans if not s.parent_span_id or s.parent_span_id not in ids) == 1
