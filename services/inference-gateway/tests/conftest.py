@@ -13,10 +13,12 @@ import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
+from faststream.nats import NatsBroker
 
 from suanli_catalog.main import RunningCatalog, running_catalog
 from suanli_catalog.seed import TINY, build_once
 from suanli_catalog.settings import CatalogSettings
+from suanli_common.bus import declare_streams, make_broker
 from suanli_common.grpc import check_health, make_channel
 from suanli_common.proto.suanli.v1 import auth_pb2, auth_pb2_grpc, catalog_pb2_grpc, scheduler_pb2_grpc
 from suanli_common.testing import NatsServer, free_port
@@ -222,3 +224,13 @@ async def cluster(gateway: Gateway, scheduler: SchedulerApp, agent: AgentApp) ->
         raise AssertionError("the agent never showed up")
     yield gateway
     await channel.close()
+
+
+@pytest.fixture
+async def broker(nats_server: NatsServer) -> AsyncIterator[NatsBroker]:
+    """The gateway's bus on the test's nats-server, its streams declared."""
+    broker = make_broker(nats_server.url, service="gateway")
+    await broker.connect()
+    await declare_streams(broker)
+    yield broker
+    await broker.stop()

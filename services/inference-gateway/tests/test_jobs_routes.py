@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from faststream.nats import NatsBroker
 
 from conftest import NODE
-from suanli_common.bus import declare_streams, make_broker
-from suanli_common.testing import NatsServer
 from suanli_inference_gateway.clients.job_logs import JetStreamJobLogs
 
 if TYPE_CHECKING:
     from conftest import Gateway
-
-
-@pytest.fixture
-async def broker(nats_server: NatsServer) -> AsyncIterator[NatsBroker]:
-    broker = make_broker(nats_server.url, service="gateway")
-    await broker.connect()
-    await declare_streams(broker)
-    yield broker
-    await broker.stop()
 
 
 @pytest.fixture

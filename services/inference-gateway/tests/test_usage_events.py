@@ -5,7 +5,6 @@ shutdown."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -32,15 +31,6 @@ def usage(prompt_tokens: int, user_id: str = "user_1") -> Usage:
         duration_ms=5.0,
         stream=True,
     )
-
-
-@pytest.fixture
-async def broker(nats_server: NatsServer) -> AsyncIterator[NatsBroker]:
-    broker = make_broker(nats_server.url, service="gateway")
-    await broker.connect()
-    await declare_streams(broker)
-    yield broker
-    await broker.stop()
 
 
 async def stored(broker: NatsBroker, count: int) -> list[tuple[Event[UsageRecorded], dict[str, str]]]:
