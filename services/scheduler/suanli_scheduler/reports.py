@@ -26,10 +26,9 @@ from suanli_scheduler.transitions import aggregate
 log = get_logger(__name__)
 
 # Phases of one node's share of an attempt only move forward.
+_PHASE_ORDER = {JobStatus.queued: 0, JobStatus.preparing: 1, JobStatus.running: 2}
 # Stops rate-limited per (node, lease); past this many remembered, the expired ones are dropped.
 _STOPS_KEPT = 1024
-
-_PHASE_ORDER = {JobStatus.queued: 0, JobStatus.preparing: 1, JobStatus.running: 2}
 
 
 class AgentReports:
@@ -96,9 +95,8 @@ class AgentReports:
         return [o if isinstance(o, BaseException) else None for o in outcomes]
 
     async def on_report(self, report: AttemptReport) -> None:
-        """Applies one report; reports that arrive together (the subscriber hands a fetched batch
-        over concurrently) share one transaction. Returns once the report is committed, so the
-        caller acknowledges only what is stored."""
+        """Applies one report (a phase a heartbeat reconciled); reports applied at about the same
+        time share one transaction. Returns once the report is committed."""
         await self._reports(report)
 
     async def _apply_reports(self, batch: Sequence[AttemptReport]) -> list[Outcome[None]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,12 +67,13 @@ def deployment_from_row(row: DeploymentRow) -> Deployment:
     )
 
 
+T = TypeVar("T")
 _CHUNK = 500  # ids per IN (...) list, well under every database's limit on bound parameters
 
 
-def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]
+def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
 
 
 class JobRepository:
@@ -119,9 +121,7 @@ class JobRepository:
         """Jobs already stored for (owner, client request id) pairs, keyed by the pair."""
         wanted = set(requests)
         found: dict[tuple[str, str], JobRow] = {}
-        pairs = list(wanted)
-        for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
+        for chunk in _chunks(list(wanted)):
             # Two IN lists over the unique (owner, request id) index rather than one row-value IN,
             # which SQLite answers by scanning every job; the pairs are picked out here.
             query = select(JobRow).where(

@@ -70,32 +70,24 @@ class MeteringRepository:
 
     async def price_of(self, kind: PriceKind, name: str) -> int:
         """The price of `name`, else of every other name ("*"), else 0."""
-        rows = (
-            await self._session.execute(
-                select(PriceRow.name, PriceRow.price_micros).where(
-                    PriceRow.kind == kind.value, PriceRow.name.in_([name, ANY_NAME])
-                )
-            )
-        ).all()
-        by_name = {row_name: price for row_name, price in rows}
-        return by_name.get(name, by_name.get(ANY_NAME, 0))
+        return _price(await self._prices((kind.value,), (name,)), kind.value, name)
 
     async def token_prices(self, models: Collection[str]) -> dict[str, tuple[int, int]]:
         """(input, output) price per million tokens of each model, each as `price_of`, in one query."""
         kinds = (PriceKind.input_tokens.value, PriceKind.output_tokens.value)
+        prices = await self._prices(kinds, models)
+        return {model: (_price(prices, kinds[0], model), _price(prices, kinds[1], model)) for model in models}
+
+    async def _prices(self, kinds: Collection[str], names: Collection[str]) -> dict[tuple[str, str], int]:
+        """The stored prices of these kinds for these names and "*", by (kind, name)."""
         rows = (
             await self._session.execute(
                 select(PriceRow.kind, PriceRow.name, PriceRow.price_micros).where(
-                    PriceRow.kind.in_(kinds), PriceRow.name.in_([*models, ANY_NAME])
+                    PriceRow.kind.in_(kinds), PriceRow.name.in_([*names, ANY_NAME])
                 )
             )
         ).all()
-        prices = {(kind, name): price for kind, name, price in rows}
-
-        def of(kind: str, model: str) -> int:
-            return prices.get((kind, model), prices.get((kind, ANY_NAME), 0))
-
-        return {model: (of(kinds[0], model), of(kinds[1], model)) for model in models}
+        return {(kind, name): price for kind, name, price in rows}
 
     # token usage
 
@@ -234,3 +226,7 @@ class MeteringRepository:
                 select(func.sum(CreditRow.amount_micros)).where(CreditRow.user_id == user_id)
             )
         )
+
+
+def _price(prices: dict[tuple[str, str], int], kind: str, name: str) -> int:
+    return prices.get((kind, name), prices.get((kind, ANY_NAME), 0))

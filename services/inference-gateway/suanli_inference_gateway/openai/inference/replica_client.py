@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlsplit
@@ -171,7 +170,7 @@ class _Host:
 
 
 class ReplicaResponse:
-    """A response whose head has arrived; its body is read with `read()`/`chunks()` and the
+    """A response whose head has arrived; its body is read with `read()` or `aread()` and the
     response must be closed (`aclose`), which hands a finished connection back to the pool."""
 
     def __init__(self, pool: ReplicaPool, key: tuple[str, int], connection: _Connection, status: int) -> None:
@@ -183,10 +182,6 @@ class ReplicaResponse:
 
     async def read(self) -> bytes:
         return await self._connection.read()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while chunk := await self._connection.read():
-            yield chunk
 
     async def aread(self) -> bytes:
         parts = []
