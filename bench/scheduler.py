@@ -22,6 +22,11 @@ Three phases, on the same cluster (`--agents` x `--slots` slots, each job 1 slot
   median job waits behind ~half the queue (Little's law), so they measure the queue, not the
   scheduler.
 
+Per phase it also prints the share of the phase's wall time the scheduler's state lock was held
+(its `suanli_scheduler_state_lock_held_seconds_total`, scraped before and after): every placement
+pass, report batch and expiry runs under that lock, database round trips included, so near 100%
+the scheduler is saturated by the lock, whatever its CPU shows.
+
     .venv/bin/python bench/scheduler.py [--agents 100] [--slots 20] [--jobs 2000] [--rate 550]
                                         [--concurrency 64] [--profile FILE]
 """
@@ -43,11 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
+from prometheus_client.parser import text_string_to_metric_families
 
 from suanli_common.grpc import check_health, make_channel
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
@@ -205,12 +212,15 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_scheduler(home: Path, nats_url: str, port: int, profile: str | None) -> subprocess.Popen[bytes]:
+def start_scheduler(
+    home: Path, nats_url: str, port: int, metrics_port: int, profile: str | None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SUANLI_HOME": str(home),
         "SUANLI_NATS_URL": nats_url,
         "SUANLI_SCHEDULER_GRPC_PORT": str(port),
+        "SUANLI_SCHEDULER_METRICS_PORT": str(metrics_port),
         "SUANLI_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
         "SUANLI_LOG_LEVEL": "WARNING",
     }
@@ -244,15 +254,35 @@ class PhaseResult:
     seconds: float  # first submit (or due time) to the last job running
     submitted_in: float  # first submit to the last SubmitJob returned
     lag_ms: float = 0.0  # paced: how late the client started the latest call, at worst
+    lock_held: float = 0.0  # share of the phase the scheduler's state lock was held
 
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds > 0 else float("inf")
 
 
+class LockMeter:
+    """Reads how long the scheduler's state lock has been held, from its /metrics."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._client = httpx.AsyncClient(timeout=10)
+
+    async def held_s(self) -> float:
+        text = (await self._client.get(self._url)).raise_for_status().text
+        for family in text_string_to_metric_families(text):
+            if family.name == "suanli_scheduler_state_lock_held_seconds":
+                return float(family.samples[0].value)
+        raise RuntimeError("the scheduler exports no state lock counter")
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
 async def run_phase(
     stub: scheduler_pb2_grpc.SchedulerServiceStub,
     clock: Clock,
+    lock: LockMeter,
     name: str,
     jobs: int,
     run_id: str,
@@ -268,6 +298,7 @@ async def run_phase(
     clock.done.clear()
     clock.expected = jobs
     lag = 0.0
+    held_before = await lock.held_s()
     t0 = time.perf_counter()
     if rate is not None:
         calls: list[asyncio.Task[str]] = []
@@ -292,6 +323,7 @@ async def run_phase(
         await asyncio.wait_for(clock.done.wait(), timeout)
     except TimeoutError:
         print(f"  only {len(clock.running)} of {jobs} jobs ran within {timeout:.0f} s", file=sys.stderr)
+    lock_held = (await lock.held_s() - held_before) / (time.perf_counter() - t0)
     ran = [job for job in clock.submitted if job in clock.running and job in clock.offered]
     latencies = [(clock.running[j] - clock.submitted[j]) * 1000 for j in ran]
     last = max((clock.running[j] for j in ran), default=t0)
@@ -305,7 +337,7 @@ async def run_phase(
             f"  {name}: "
             + "; ".join(f"{k} p50 {statistics.median(v) * 1000:.1f} ms" for k, v in parts.items())
         )
-    return PhaseResult(name, jobs, latencies, last - t0, submitted_in, lag * 1000)
+    return PhaseResult(name, jobs, latencies, last - t0, submitted_in, lag * 1000, lock_held)
 
 
 def report(result: PhaseResult) -> None:
@@ -316,7 +348,7 @@ def report(result: PhaseResult) -> None:
     print(
         f"{result.name:<8}{result.jobs:>7}{len(lat):>7}{statistics.median(lat):>10.1f}"
         f"{percentile(lat, 0.99):>10.1f}{max(lat):>10.1f}"
-        f"{result.jobs / result.submitted_in:>11.0f}{result.rate:>12.0f}"
+        f"{result.jobs / result.submitted_in:>11.0f}{result.rate:>12.0f}{result.lock_held:>8.0%}"
     )
 
 
@@ -341,13 +373,15 @@ def verdicts(paced: PhaseResult, burst: PhaseResult) -> list[str]:
 async def bench(args: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="suanli-bench-scheduler-", dir=args.home_dir))
     nats_server = start_nats_server(home / "nats")
-    port = free_port()
-    scheduler = start_scheduler(home, nats_server.url, port, args.profile)
+    port, metrics_port = free_port(), free_port()
+    scheduler = start_scheduler(home, nats_server.url, port, metrics_port, args.profile)
+    lock = LockMeter(f"http://127.0.0.1:{metrics_port}/metrics")
     nc: NatsClient | None = None
     agents: list[SimulatedAgent] = []
     channel = make_channel(f"127.0.0.1:{port}", timeout=30)
     try:
         await asyncio.to_thread(wait_for_port, port, 60.0)
+        await asyncio.to_thread(wait_for_port, metrics_port, 60.0)
         if not await check_health(channel, timeout=10):
             raise RuntimeError("the scheduler is not serving")
         stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
@@ -372,19 +406,27 @@ async def bench(args: argparse.Namespace) -> None:
 
         run_id = f"r{os.getpid()}"
         print(f"agents: {args.agents} x {args.slots} {GPU_TYPE} slots; each job: 1 slot for {args.run_s:g} s")
-        await run_phase(stub, clock, "warm", 20, f"{run_id}-warm", args.timeout)  # warm caches and paths
-        serial = await run_phase(stub, clock, "serial", args.serial, f"{run_id}-serial", args.timeout)
+        # Warms caches and code paths; not reported.
+        await run_phase(stub, clock, lock, "warm", 20, f"{run_id}-warm", args.timeout)
+        serial = await run_phase(stub, clock, lock, "serial", args.serial, f"{run_id}-serial", args.timeout)
         await asyncio.sleep(args.run_s + 1.5)  # slots given back
         paced = await run_phase(
-            stub, clock, "paced", args.jobs, f"{run_id}-paced", args.timeout, rate=args.rate
+            stub, clock, lock, "paced", args.jobs, f"{run_id}-paced", args.timeout, rate=args.rate
         )
         await asyncio.sleep(args.run_s + 1.5)
         burst = await run_phase(
-            stub, clock, "burst", args.jobs, f"{run_id}-burst", args.timeout, concurrency=args.concurrency
+            stub,
+            clock,
+            lock,
+            "burst",
+            args.jobs,
+            f"{run_id}-burst",
+            args.timeout,
+            concurrency=args.concurrency,
         )
         print()
         header = f"{'phase':<8}{'jobs':>7}{'ran':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
-        print(f"{header}{'submits/s':>11}{'placed/s':>12}")
+        print(f"{header}{'submits/s':>11}{'placed/s':>12}{'lock':>8}")
         for result in (serial, paced, burst):
             report(result)
         print(
@@ -394,7 +436,8 @@ async def bench(args: argparse.Namespace) -> None:
         )
         print(
             "placed/s = jobs that ran / (last running report - first submit); submits/s = jobs / "
-            "(last SubmitJob returned - first submit); latency = SubmitJob start -> running report stored."
+            "(last SubmitJob returned - first submit); latency = SubmitJob start -> running report stored; "
+            "lock = share of the phase the scheduler's state lock was held."
         )
         for line in verdicts(paced, burst):
             print(line)
@@ -404,6 +447,7 @@ async def bench(args: argparse.Namespace) -> None:
         if nc is not None:
             await nc.close()
         await channel.close()
+        await lock.close()
         scheduler.terminate()
         scheduler.wait(timeout=30)
         nats_server.process.terminate()

@@ -1,5 +1,6 @@
 """The scheduler's Prometheus metrics, read from its own state when scraped: GPU slots per node from
-the slot ledger, the work waiting for slots, and jobs and deployments by status.
+the slot ledger, the work waiting for slots, jobs and deployments by status, and how long the
+state lock was waited for and held (its saturation: see `state.MeasuredLock`).
 
 Slots and the job queue are in memory and read as they are; the counts by status live in the
 database, so `refresh` (run by the /metrics endpoint before each scrape) counts them with one
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from suanli_common.db import Database
 from suanli_scheduler.domain import SUBMITTABLE, DeploymentStatus, JobStatus
@@ -45,6 +46,20 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
     )
 
 
+def _lock_families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+    return (
+        CounterMetricFamily(
+            "suanli_scheduler_state_lock_held_seconds",
+            "Time the state lock (placements, agent reports, expiry) was held; its rate near 1 means "
+            "the scheduler is saturated",
+        ),
+        CounterMetricFamily(
+            "suanli_scheduler_state_lock_wait_seconds", "Time spent waiting for the state lock"
+        ),
+        CounterMetricFamily("suanli_scheduler_state_lock_acquisitions", "Times the state lock was taken"),
+    )
+
+
 class SchedulerCollector:
     """A prometheus_client collector over the scheduler's ledger, queue and tables."""
 
@@ -67,6 +82,7 @@ class SchedulerCollector:
 
     def describe(self) -> Iterator[Metric]:
         yield from _families()
+        yield from _lock_families()
 
     def collect(self) -> Iterator[Metric]:
         slots, jobs, queue = _families()
@@ -81,3 +97,9 @@ class SchedulerCollector:
         for kind in sorted({*QUEUE_KINDS, *waiting}):
             queue.add_metric([kind], waiting[kind])
         yield from (slots, jobs, queue)
+        lock = self._service.state_lock
+        held, waited, taken = _lock_families()
+        held.add_metric([], lock.held_s)
+        waited.add_metric([], lock.waited_s)
+        taken.add_metric([], lock.acquisitions)
+        yield from (held, waited, taken)

@@ -33,7 +33,7 @@ from suanli_scheduler.placement_pass import PlacementPass
 from suanli_scheduler.reports import AgentReports
 from suanli_scheduler.repository import JobRepository, job_from_row
 from suanli_scheduler.settings import SchedulerSettings
-from suanli_scheduler.state import AfterCommit, SchedulerState
+from suanli_scheduler.state import AfterCommit, MeasuredLock, SchedulerState
 from suanli_scheduler.transitions import finish
 from suanli_scheduler.waiting import WaitingJob, WaitingQueue
 
@@ -82,6 +82,10 @@ class JobService:
     @property
     def waiting(self) -> WaitingQueue:
         return self._state.waiting
+
+    @property
+    def state_lock(self) -> MeasuredLock:
+        return self._state.lock
 
     # ---- start-up ----------------------------------------------------------------------------
 

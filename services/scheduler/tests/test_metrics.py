@@ -1,5 +1,6 @@
 """The scheduler's Prometheus collector against the real scheduler and a real agent: slots, the
-queue and jobs by state are what the ledger, the waiting queue and the tables say."""
+queue and jobs by state are what the ledger, the waiting queue and the tables say; the state
+lock's counters are what it was waited for and held."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_common.proto.suanli.v1.scheduler_pb2_grpc import SchedulerServiceStub
 from suanli_scheduler.main import SchedulerApp
+from suanli_scheduler.state import MeasuredLock
 from suanli_trainer_agent.main import AgentApp
 
 Stub = SchedulerServiceStub
@@ -75,6 +77,25 @@ async def test_slots_queue_and_jobs_by_state_come_from_the_schedulers_state(
     assert value("suanli_jobs", kind="pytorch", state="queued") == 0
     assert value("suanli_queue_depth", kind="pytorch") == 0
     assert (await stub.GetJob(pb.GetJobRequest(job_id=waiting.id))).status == pb.JOB_STATUS_SUCCEEDED
+    # Placements and reports ran under the state lock, and its counters say so.
+    assert (value("suanli_scheduler_state_lock_acquisitions_total") or 0) > 0
+    assert (value("suanli_scheduler_state_lock_held_seconds_total") or 0) > 0
     # And it renders as Prometheus text.
     text = generate_latest(registry).decode()
     assert 'suanli_gpu_slots{gpu_type="cpu",node="n1",state="free"}' in text
+
+
+async def test_the_state_lock_counts_how_long_it_was_waited_for_and_held() -> None:
+    now = 0.0
+    lock = MeasuredLock(clock=lambda: now)
+    async with lock:  # taken at 0
+        now = 2.0
+        waiter = asyncio.create_task(lock.acquire())
+        await asyncio.sleep(0)  # it asks at 2 and queues behind the holder
+        now = 3.0
+    await waiter  # released and taken at 3
+    now = 3.5
+    lock.release()
+    assert lock.acquisitions == 2
+    assert lock.held_s == 3.5  # 0 -> 3, then 3 -> 3.5
+    assert lock.waited_s == 1.0
