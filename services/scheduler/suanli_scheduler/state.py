@@ -72,8 +72,9 @@ class MeasuredLock(asyncio.Lock):
         return True
 
     def release(self) -> None:
-        self.held_s += self._clock() - self._taken_at
-        super().release()
+        held = self._clock() - self._taken_at
+        super().release()  # raises if it was not held: then nothing is counted
+        self.held_s += held
 
 
 @dataclass(slots=True)
