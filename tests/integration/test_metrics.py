@@ -125,6 +125,9 @@ def test_every_service_serves_its_metrics(platform: Platform) -> None:
     assert value(scheduler, grpc_total, method="suanli.v1.SchedulerService/SubmitJob", code="OK") >= 1
     assert value(scheduler, "suanli_jobs", kind="pytorch", state="succeeded") == 1
     assert value(scheduler, "suanli_queue_depth", kind="pytorch") == 0
+    # The job's placement and reports ran under the state lock: its saturation counters moved.
+    assert value(scheduler, "suanli_scheduler_state_lock_acquisitions_total") >= 1
+    assert value(scheduler, "suanli_scheduler_state_lock_held_seconds_total") > 0
     # Slots agree with /api/v1/gpus, node by node (the job's slot may come back between the reads).
     inventory = api.get("/api/v1/gpus").json()["data"]
     assert inventory, "no node in /api/v1/gpus"
