@@ -57,6 +57,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from suanli_common.grpc import check_health, make_channel
+from suanli_common.metrics import METRICS_PATH
 from suanli_common.proto.suanli.v1 import scheduler_pb2 as pb
 from suanli_common.proto.suanli.v1 import scheduler_pb2_grpc
 from suanli_common.testing import free_port, start_nats_server, wait_for_port
@@ -375,7 +376,7 @@ async def bench(args: argparse.Namespace) -> None:
     nats_server = start_nats_server(home / "nats")
     port, metrics_port = free_port(), free_port()
     scheduler = start_scheduler(home, nats_server.url, port, metrics_port, args.profile)
-    lock = LockMeter(f"http://127.0.0.1:{metrics_port}/metrics")
+    lock = LockMeter(f"http://127.0.0.1:{metrics_port}{METRICS_PATH}")
     nc: NatsClient | None = None
     agents: list[SimulatedAgent] = []
     channel = make_channel(f"127.0.0.1:{port}", timeout=30)
