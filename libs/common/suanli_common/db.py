@@ -53,12 +53,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_connections: int | None = None) -> None:
+        """`sqlite_connections`: how many connections a SQLite file is opened with (default:
+        SQLAlchemy's pool). SQLite lets one writer in at a time, and a writer that finds another
+        one in sleeps in SQLite's busy handler (1, 2, 5, 10, ... 100 ms between tries), so under a
+        steady stream of writes each connection's waits stall it long after the file is free; a
+        service that writes at a high rate takes one connection, and its units of work queue for
+        it in the event loop (first come, first served, no sleeps) instead."""
         self.url = url
         # A pre-ping guards against server connections dropped while idle (PostgreSQL); a SQLite
         # file has none, and the ping would cost a thread round trip on every session.
-        pre_ping = not url.startswith("sqlite")
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_pre_ping=pre_ping)
+        sqlite = url.startswith("sqlite")
+        options: dict[str, Any] = {"pool_pre_ping": not sqlite}
+        if sqlite and sqlite_connections:
+            options |= {"pool_size": sqlite_connections, "max_overflow": 0}
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)

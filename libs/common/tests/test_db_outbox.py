@@ -102,6 +102,36 @@ async def test_migrations_run_once_and_sessions_commit(database: Database, tmp_p
         assert (await session.scalars(select(Widget.id))).all() == ["w1"]
 
 
+async def test_one_sqlite_connection_queues_units_of_work_in_order(tmp_path: Path) -> None:
+    """With one connection, concurrent writers wait their turn in the event loop, in the order they
+    asked, instead of meeting in SQLite's busy handler; each still commits."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'one.sqlite3'}", sqlite_connections=1)
+    try:
+        migrations = write_migrations(tmp_path / "migrations")
+        await db.migrate(migrations, version_table="alembic_version_common_test")
+        order: list[str] = []
+        first_inside = asyncio.Event()
+
+        async def write(widget_id: str) -> None:
+            async with db.session() as session:
+                session.add(Widget(id=widget_id))
+                await session.flush()  # takes the connection (a session connects at its first statement)
+                order.append(f"begin {widget_id}")
+                first_inside.set()
+                await asyncio.sleep(0.05)  # the others are queued meanwhile, not interleaved
+                order.append(f"end {widget_id}")
+
+        first = asyncio.create_task(write("w1"))
+        await first_inside.wait()
+        await asyncio.gather(first, write("w2"), write("w3"))
+        assert order == ["begin w1", "end w1", "begin w2", "end w2", "begin w3", "end w3"]
+        assert db.engine.pool.size() == 1  # type: ignore[attr-defined]
+        async with db.session() as session:
+            assert set((await session.scalars(select(Widget.id))).all()) == {"w1", "w2", "w3"}
+    finally:
+        await db.close()
+
+
 async def test_outbox_publishes_after_commit_only(
     database: Database, tmp_path: Path, nats_server: NatsServer
 ) -> None:
