@@ -76,14 +76,18 @@ class SuanliCli:
         return self.home / ".config" / "suanli" / "config.json"
 
     def __call__(
-        self, *args: str, ok: bool = True, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        ok: bool = True,
+        env: Mapping[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT_S,
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [self.executable, *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
-            timeout=COMMAND_TIMEOUT_S,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
         if ok:
@@ -292,8 +296,17 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(cli: SuanliCli, fine_tuned_model: str) -> Deployment:
     """The fine-tune, deployed with `deployments create --wait --json`."""
+    # The command's own --timeout bounds the wait, not the default limit of a quick command: Ray
+    # and the replica take longer than that to start on a loaded machine.
     created = cli(
-        "deployments", "create", fine_tuned_model, "--wait", "--timeout", str(READY_TIMEOUT_S), "--json"
+        "deployments",
+        "create",
+        fine_tuned_model,
+        "--wait",
+        "--timeout",
+        str(READY_TIMEOUT_S),
+        "--json",
+        timeout=READY_TIMEOUT_S + COMMAND_TIMEOUT_S,
     )
     return Deployment(json.loads(created.stdout), created.stderr)
 
