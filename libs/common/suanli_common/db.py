@@ -68,7 +68,7 @@ class Database:
         if sqlite and sqlite_connections:
             options |= {"pool_size": sqlite_connections, "max_overflow": 0}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, **options)
-        if self.engine.dialect.name == "sqlite":
+        if sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
