@@ -15,7 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, event
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -65,7 +65,8 @@ class Database:
         # file has none, and the ping would cost a thread round trip on every session.
         sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {"pool_pre_ping": not sqlite}
-        if sqlite and sqlite_connections:
+        # An in-memory database is one connection already (SQLAlchemy's StaticPool, no pool size).
+        if sqlite and sqlite_connections and make_url(url).database not in (None, "", ":memory:"):
             options |= {"pool_size": sqlite_connections, "max_overflow": 0}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, **options)
         if sqlite:

@@ -132,6 +132,15 @@ async def test_one_sqlite_connection_queues_units_of_work_in_order(tmp_path: Pat
         await db.close()
 
 
+async def test_an_in_memory_database_takes_a_connection_count_as_the_one_it_has() -> None:
+    db = Database("sqlite+aiosqlite://", sqlite_connections=1)  # would be refused with a pool size
+    try:
+        async with db.session() as session:
+            assert (await session.execute(select(1))).scalar() == 1
+    finally:
+        await db.close()
+
+
 async def test_outbox_publishes_after_commit_only(
     database: Database, tmp_path: Path, nats_server: NatsServer
 ) -> None:
