@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from suanli_common.errors import FailedPrecondition, NotFound
+from suanli_common.errors import FailedPrecondition, NotFound, Unavailable
 from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from suanli_inference_gateway.openai.inference.routing import RoutingTable
 
@@ -79,3 +80,30 @@ def test_models_usable_by_a_caller_are_one_per_name() -> None:
     )
     assert [d.id for d in table.usable_by("alice")] == ["dep_mine"]
     assert [d.id for d in table.usable_by("bob")] == ["dep_public"]
+
+
+async def test_a_request_waiting_on_a_deployment_that_stops_being_ready_ends_with_503() -> None:
+    table = RoutingTable()
+    table.replace([deployment("dep_lost", "alice"), deployment("dep_other", "alice", model="other")])
+    replica_answered = asyncio.Event()  # never set: the request waits as it would in Serve's queue
+
+    async def request(deployment_id: str) -> None:
+        async with table.while_ready(deployment_id):
+            await replica_answered.wait()
+
+    lost, other = asyncio.create_task(request("dep_lost")), asyncio.create_task(request("dep_other"))
+    await asyncio.sleep(0)
+    lost_deployment = replace(
+        deployment("dep_lost", "alice", DeploymentStatus.deploying, at=1), status_reason="replacing"
+    )
+    table.apply(lost_deployment)
+    with pytest.raises(Unavailable) as raised:
+        await asyncio.wait_for(lost, 5)
+    assert "dep_lost" in raised.value.message and "replacing" in raised.value.message
+    assert raised.value.retry_after
+    assert not other.done()  # another deployment's requests go on
+    replica_answered.set()
+    await asyncio.wait_for(other, 5)
+
+    async with table.while_ready("dep_other"):  # an answer that came in time is not touched
+        table.apply(deployment("dep_other", "alice", model="other", at=2))

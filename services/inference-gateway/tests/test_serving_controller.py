@@ -12,7 +12,7 @@ import pytest
 from suanli_inference_gateway.clients.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from suanli_inference_gateway.serving.adapters import ADAPTERS_ENV, SERVER_CLASS, adapter_rank
 from suanli_inference_gateway.serving.apps import llm_config_kwargs
-from suanli_inference_gateway.serving.controller import AppState, ServingController
+from suanli_inference_gateway.serving.controller import REPLACING, AppState, ServingController
 from suanli_inference_gateway.serving.settings import ServingSettings
 
 
@@ -57,10 +57,13 @@ class FakeScheduler:
         ready_replicas: int = 0,
     ) -> Deployment:
         self.reports.append((deployment_id, status, reason))
-        held = self.deployments[deployment_id]
-        if status != DeploymentStatus.deploying:
-            held = replace(held, status=status, status_reason=reason)
-        self.deployments[deployment_id] = replace(held, endpoint=endpoint, ready_replicas=ready_replicas)
+        self.deployments[deployment_id] = replace(
+            self.deployments[deployment_id],
+            status=status,
+            status_reason=reason,
+            endpoint=endpoint,
+            ready_replicas=ready_replicas,
+        )
         return self.deployments[deployment_id]
 
     async def create(self, *args: object) -> Deployment:
@@ -101,6 +104,28 @@ async def test_a_deploying_deployment_is_started_then_reported_ready(serve: Fake
     assert scheduler.deployments["dep_1"].endpoint == "http://serve:8000/dep_1"
     await controller.reconcile()
     assert len(scheduler.reports) == 2
+
+
+async def test_a_ready_deployment_whose_replicas_died_is_deploying_until_serve_replaces_them(
+    serve: FakeServe,
+) -> None:
+    scheduler = FakeScheduler(deploying())
+    controller = ServingController(scheduler, serve)
+    await controller.reconcile()
+    serve.apps["dep_1"] = AppState("RUNNING", running_replicas=1)
+    await controller.reconcile()
+    assert scheduler.deployments["dep_1"].status == DeploymentStatus.ready
+
+    serve.apps["dep_1"] = AppState("DEPLOYING", running_replicas=0)
+    await controller.reconcile()
+    lost = scheduler.deployments["dep_1"]
+    assert (lost.status, lost.status_reason) == (DeploymentStatus.deploying, REPLACING)
+    assert lost.endpoint == "http://serve:8000/dep_1"
+    assert serve.deleted == []  # Serve replaces the replica itself; the app is left alone
+
+    serve.apps["dep_1"] = AppState("RUNNING", running_replicas=1)
+    await controller.reconcile()
+    assert scheduler.deployments["dep_1"].status == DeploymentStatus.ready
 
 
 async def test_replicas_that_fail_to_start_fail_the_deployment_with_the_reason(serve: FakeServe) -> None:

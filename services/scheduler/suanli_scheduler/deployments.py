@@ -296,6 +296,9 @@ class DeploymentService:
         row.ready_replicas = report.ready_replicas
         if report.status is DeploymentStatus.ready and status is DeploymentStatus.deploying:
             self._move(session, row, DeploymentStatus.ready, report.reason)
+        elif report.status is DeploymentStatus.deploying and status is DeploymentStatus.ready:
+            # No replica answers until Serve has started another: the gateway stops routing to it.
+            self._move(session, row, DeploymentStatus.deploying, report.reason or "replacing its replicas")
         elif changed:
             row.updated_at = now_utc()
             if status is DeploymentStatus.ready:  # the gateway routes by endpoint and replicas

@@ -314,9 +314,16 @@ async def test_reports_move_a_deployment_and_free_its_slots(scheduler: Scheduler
         assert (ready.endpoint, ready.ready_replicas) == ("http://ray:8000/d", 1)
         again = await report(stub, dep.id, pb.DEPLOYMENT_STATUS_READY, ready_replicas=1)
         assert again.status == pb.DEPLOYMENT_STATUS_READY  # said twice: nothing changes
-        # A replica restarting is a DEPLOYING report: the deployment stays ready with fewer replicas.
-        fewer = await report(stub, dep.id, pb.DEPLOYMENT_STATUS_DEPLOYING, ready_replicas=0)
-        assert (fewer.status, fewer.ready_replicas) == (pb.DEPLOYMENT_STATUS_READY, 0)
+        # Its last replica lost is a DEPLOYING report: it is not ready until Serve has started another.
+        lost = await report(stub, dep.id, pb.DEPLOYMENT_STATUS_DEPLOYING, reason="replacing")
+        assert (lost.status, lost.status_reason, lost.ready_replicas) == (
+            pb.DEPLOYMENT_STATUS_DEPLOYING,
+            "replacing",
+            0,
+        )
+        assert lost.endpoint == "http://ray:8000/d"
+        back = await report(stub, dep.id, pb.DEPLOYMENT_STATUS_READY, ready_replicas=1)
+        assert (back.status, back.ready_replicas) == (pb.DEPLOYMENT_STATUS_READY, 1)
 
         assert (await delete(stub, dep.id)).status == pb.DEPLOYMENT_STATUS_STOPPING
         late = await report(stub, dep.id, pb.DEPLOYMENT_STATUS_READY, ready_replicas=1)

@@ -26,6 +26,8 @@ RUNNING = "RUNNING"
 DEPLOY_FAILED = "DEPLOY_FAILED"
 DELETING = "DELETING"
 
+REPLACING = "its replicas stopped; Ray Serve is starting new ones"
+
 
 @dataclass(frozen=True, slots=True)
 class AppState:
@@ -79,6 +81,14 @@ class ServingController:
                 await self._start(deployment)
             elif app.status == RUNNING:
                 await self._report_ready(deployment, app)
+            elif status == DeploymentStatus.ready and app.running_replicas == 0:
+                # Its last replica died: requests would wait in Serve's queue for the new one.
+                await self._report(
+                    deployment,
+                    DeploymentStatus.deploying,
+                    reason=REPLACING,
+                    endpoint=deployment.endpoint,
+                )
             elif app.status == DEPLOY_FAILED and status == DeploymentStatus.deploying:
                 await self._report(deployment, DeploymentStatus.failed, reason=_reason(app.message))
                 await asyncio.to_thread(self._serve.delete, deployment.id)

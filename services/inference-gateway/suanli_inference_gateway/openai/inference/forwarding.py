@@ -70,14 +70,16 @@ async def forward(
     try:
         if not stream:
             with span.current():
-                content, usage = await inference.upstream.call(url, payload)
+                async with inference.routes.while_ready(deployment.id):
+                    content, usage = await inference.upstream.call(url, payload)
             record(usage, 200)
             return Response(rename(content), media_type="application/json")
 
         # Always ask the engine for the usage, to meter it; the client gets it only if it asked.
         payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
         with span.current():
-            response = await inference.upstream.open_stream(url, payload)
+            async with inference.routes.while_ready(deployment.id):
+                response = await inference.upstream.open_stream(url, payload)
     except BaseException as exc:
         span.fail(exc)
         raise

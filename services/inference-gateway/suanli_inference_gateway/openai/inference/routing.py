@@ -1,15 +1,18 @@
 """The routing table: which deployment answers a `model`, kept from the scheduler's deployment.*
 events and a periodic full read (a gateway that missed events, or just started, catches up).
 
-Lookups happen on every request and never leave the process.
+Lookups happen on every request and never leave the process. A request waiting on a deployment
+that stops being ready (its replicas died) is ended with a 503 rather than left in Serve's queue
+until a new replica has started, minutes later on a CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 
-from suanli_common.errors import FailedPrecondition, NotFound
+from suanli_common.errors import FailedPrecondition, NotFound, Unavailable
 from suanli_common.logging import get_logger
 from suanli_inference_gateway.clients.deployments import Deployment, DeploymentsApi, DeploymentStatus
 
@@ -20,6 +23,8 @@ class RoutingTable:
     def __init__(self) -> None:
         self._by_id: dict[str, Deployment] = {}
         self._by_model: dict[str, list[Deployment]] = {}
+        # The requests in flight per deployment, each as the timeout that ends it.
+        self._in_flight: dict[str, set[asyncio.Timeout]] = {}
 
     def apply(self, deployment: Deployment) -> None:
         """One deployment's new state; an older state than the one held is ignored (events of
@@ -47,6 +52,37 @@ class RoutingTable:
         for deployment in self._by_id.values():
             by_model.setdefault(deployment.spec.served_model, []).append(deployment)
         self._by_model = by_model
+        for deployment_id, requests in self._in_flight.items():
+            held = self._by_id.get(deployment_id)
+            if held is None or held.status != DeploymentStatus.ready:
+                for request in requests:
+                    if not request.expired():
+                        request.reschedule(-1.0)  # due already: it ends at the loop's next turn
+
+    @contextlib.asynccontextmanager
+    async def while_ready(self, deployment_id: str) -> AsyncIterator[None]:
+        """Runs the block (a request to the deployment), ending it with Unavailable (503) if the
+        deployment stops being ready first."""
+        request = asyncio.timeout(None)
+        try:
+            async with request:
+                self._in_flight.setdefault(deployment_id, set()).add(request)
+                yield
+        except TimeoutError as exc:
+            if not request.expired():
+                raise
+            held = self._by_id.get(deployment_id)
+            reason = f" ({held.status.value}: {held.status_reason})" if held and held.status_reason else ""
+            raise Unavailable(
+                f"The deployment {deployment_id} lost its replicas while this request waited{reason}. "
+                "Please retry once it is ready again.",
+                retry_after=5,
+            ) from exc
+        finally:
+            requests = self._in_flight.get(deployment_id, set())
+            requests.discard(request)
+            if not requests:
+                self._in_flight.pop(deployment_id, None)
 
     def resolve(self, caller_id: str, model: str) -> Deployment:
         """The deployment to send the caller's request for `model` to: the caller's own before a
