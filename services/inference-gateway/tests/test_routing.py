@@ -107,3 +107,11 @@ async def test_a_request_waiting_on_a_deployment_that_stops_being_ready_ends_wit
 
     async with table.while_ready("dep_other"):  # an answer that came in time is not touched
         table.apply(deployment("dep_other", "alice", model="other", at=2))
+
+
+async def test_a_deployment_being_deleted_drains_its_requests_in_flight() -> None:
+    table = RoutingTable()
+    table.replace([deployment("dep_going", "alice")])
+    async with table.while_ready("dep_going"):
+        table.apply(deployment("dep_going", "alice", DeploymentStatus.stopping, at=1))
+        await asyncio.sleep(0.01)  # a lost deployment's requests would end here

@@ -2,8 +2,9 @@
 events and a periodic full read (a gateway that missed events, or just started, catches up).
 
 Lookups happen on every request and never leave the process. A request waiting on a deployment
-that stops being ready (its replicas died) is ended with a 503 rather than left in Serve's queue
-until a new replica has started, minutes later on a CPU.
+that lost its replicas (back to deploying, or failed) is ended with a 503 rather than left in
+Serve's queue until a new replica has started, minutes later on a CPU. A deployment being deleted
+(stopping) drains: its requests in flight finish.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from suanli_common.logging import get_logger
 from suanli_inference_gateway.clients.deployments import Deployment, DeploymentsApi, DeploymentStatus
 
 log = get_logger(__name__)
+
+# What a ready deployment becomes when its replicas are gone.
+LOST = frozenset({DeploymentStatus.deploying, DeploymentStatus.failed})
 
 
 class RoutingTable:
@@ -54,7 +58,7 @@ class RoutingTable:
         self._by_model = by_model
         for deployment_id, requests in self._in_flight.items():
             held = self._by_id.get(deployment_id)
-            if held is None or held.status != DeploymentStatus.ready:
+            if held is not None and held.status in LOST:
                 for request in requests:
                     if not request.expired():
                         request.reschedule(-1.0)  # due already: it ends at the loop's next turn
@@ -62,7 +66,7 @@ class RoutingTable:
     @contextlib.asynccontextmanager
     async def while_ready(self, deployment_id: str) -> AsyncIterator[None]:
         """Runs the block (a request to the deployment), ending it with Unavailable (503) if the
-        deployment stops being ready first."""
+        deployment loses its replicas first."""
         request = asyncio.timeout(None)
         try:
             async with request:
