@@ -87,6 +87,20 @@ def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
         time.sleep(0.5)
 
 
+def settled(read: Callable[[], float], timeout: float = 30) -> float:
+    """Poll until two reads half a second apart agree: an interval the metering has not yet seen
+    end counts up to now, so it grows until the job's end event arrives."""
+    deadline = time.monotonic() + timeout
+    last = read()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = read()
+        if current and current == last:
+            return current
+        last = current
+    return last
+
+
 def test_admin_sets_prices_and_credits_and_bad_values_are_refused(
     admin: httpx.Client, user: httpx.Client
 ) -> None:
@@ -149,7 +163,7 @@ def test_a_job_is_metered_by_the_slot_seconds_it_ran(user: httpx.Client, admin: 
     assert job, "the job did not succeed"
     ran = job["finished_at"] - job["started_at"]  # whole seconds, each truncated
 
-    metered = eventually(lambda: _gpu_seconds(user))
+    metered = settled(lambda: _gpu_seconds(user))
     # Two slots for the time between the running and the succeeded facts; the job's own
     # timestamps come from the same scheduler, but in whole seconds. (The scheduler hears of the
     # start from the agent's report, so on a loaded machine it sees less than the whole `sleep 3`.)
