@@ -63,10 +63,11 @@ class Database:
         self.url = url
         # A pre-ping guards against server connections dropped while idle (PostgreSQL); a SQLite
         # file has none, and the ping would cost a thread round trip on every session.
-        sqlite = url.startswith("sqlite")
+        parsed = make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"pool_pre_ping": not sqlite}
         # An in-memory database is one connection already (SQLAlchemy's StaticPool, no pool size).
-        if sqlite and sqlite_connections and make_url(url).database not in (None, "", ":memory:"):
+        if sqlite and sqlite_connections and parsed.database not in (None, "", ":memory:"):
             options |= {"pool_size": sqlite_connections, "max_overflow": 0}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, **options)
         if sqlite:
