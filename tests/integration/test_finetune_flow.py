@@ -31,7 +31,9 @@ IDENTITY = Path(__file__).resolve().parents[2] / "examples" / "identity.jsonl"
 # here and by bench/finetune.py --platform-url, not asserted, since a loaded machine would fail it.
 ROUND_TRIP_BUDGET_S = 180.0
 SUCCESS_TIMEOUT_S = 600.0
-DEPLOY_TIMEOUT_S = 900.0
+# Under the module's 900 s test timeout, so a deployment that never gets ready fails with its status
+# and reason (pending: no slot; deploying: the replica) instead of pytest-timeout's thread dump.
+DEPLOY_TIMEOUT_S = 600.0
 TERMINAL = ("succeeded", "failed", "cancelled")
 IDENTITY_QUESTIONS = ("What is your name?", "Who made you?")
 
