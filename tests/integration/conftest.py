@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,7 @@ from suanli_common.testing import free_port
 READY_TIMEOUT_S = 90.0
 SEED_MODELS_CACHE = Path("/tmp/suanli-test-cache/seed-models")
 STOP_TIMEOUT_S = 20.0
+FAILURE_TAIL_LINES = 300  # of the platform's output, shown with a failed test
 
 
 def suanli_executable() -> str:
@@ -135,9 +136,9 @@ class Platform:
             with self._lock:
                 self._lines.append(line.rstrip("\n"))
 
-    def output(self) -> str:
+    def output(self, last: int | None = None) -> str:
         with self._lock:
-            return "\n".join(self._lines)
+            return "\n".join(self._lines[-last:] if last else self._lines)
 
     def child_pid(self, name: str) -> int:
         """The pid the launcher wrote to $SUANLI_HOME/run/<name>.pid."""
@@ -193,6 +194,21 @@ class Platform:
 
 
 LaunchPlatform = Callable[..., Platform]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test shows what its platform printed last: a hang (a deployment never ready, a job
+    never placed) is explained by the services' logs, which are otherwise gone with the run."""
+    report = yield
+    platform = getattr(item, "funcargs", {}).get("platform")
+    if report.failed and call.when == "call" and isinstance(platform, Platform):
+        report.sections.append(
+            (f"suanli up output (last {FAILURE_TAIL_LINES} lines)", platform.output(FAILURE_TAIL_LINES))
+        )
+    return report
 
 
 @pytest.fixture
