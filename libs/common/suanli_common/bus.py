@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +72,30 @@ log = get_logger(__name__)
 _tracer = trace.get_tracer("suanli.outbox")
 
 
+class _IdleFetchRestarts(logging.Filter):
+    """Drops FastStream's notes on restarting a pull loop after an idle fetch timed out.
+
+    nats-py's `fetch` may end an idle wait with a bare `asyncio.TimeoutError` (when the server's
+    408 beats the client's timer), which FastStream's pull loop does not catch: its supervisor
+    restarts the loop at once, nothing is lost, but it logs each restart and, the first time,
+    an ERROR with a traceback that would tell an operator every service is failing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("callback for ") and message.endswith(" is being executed..."):
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, TimeoutError) and " raised an exception, retrying..." in message)
+
+
+def _broker_logger() -> logging.Logger:
+    """FastStream's logger: a standard one, so its records reach the service's JSON log."""
+    logger = logging.getLogger("suanli.faststream")
+    if not any(isinstance(f, _IdleFetchRestarts) for f in logger.filters):
+        logger.addFilter(_IdleFetchRestarts())
+    return logger
+
+
 def make_broker(nats_url: str, *, service: str, metrics: CollectorRegistry | None = None) -> NatsBroker:
     """A broker that reconnects forever and traces every publish and consume; with a registry, it
     also counts and times them there (FastStream's `faststream_*` metrics)."""
@@ -86,7 +111,8 @@ def make_broker(nats_url: str, *, service: str, metrics: CollectorRegistry | Non
         connect_timeout=2,
         middlewares=middlewares,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        log_level=10,
+        logger=_broker_logger(),
+        log_level=logging.DEBUG,  # every message received and processed: not for the INFO log
     )
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from suanli_common.bus import (
     EventPublisher,
@@ -58,7 +61,9 @@ async def test_durable_subscriber_receives_each_event_once(nats_server: NatsServ
         await broker.stop()
 
 
-async def test_failed_handler_gets_the_event_again(nats_server: NatsServer) -> None:
+async def test_failed_handler_gets_the_event_again(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
     broker = make_broker(nats_server.url, service="test")
     attempts: list[str] = []
     done = asyncio.Event()
@@ -74,8 +79,32 @@ async def test_failed_handler_gets_the_event_again(nats_server: NatsServer) -> N
     await declare_streams(broker)
     await broker.start()
     try:
-        await EventPublisher(broker, "test").publish("key.revoked", "key_1", ApiKeyRevoked(key_id="key_1"))
-        await asyncio.wait_for(done.wait(), 20)
+        with caplog.at_level(logging.ERROR):
+            await EventPublisher(broker, "test").publish(
+                "key.revoked", "key_1", ApiKeyRevoked(key_id="key_1")
+            )
+            await asyncio.wait_for(done.wait(), 20)
         assert len(attempts) == 2 and attempts[0] == attempts[1]
+        # A handler's failure still reaches the service's log, with its traceback.
+        (failure,) = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
+        assert failure.name == "suanli.faststream" and failure.levelno == logging.ERROR
     finally:
         await broker.stop()
+
+
+def test_the_broker_log_leaves_out_only_the_restarts_after_an_idle_fetch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_broker("nats://127.0.0.1:4222", service="test")  # sets up the logger it hands FastStream
+    log = logging.getLogger("suanli.faststream")
+    retrying = "Task-7 raised an exception, retrying..."
+    with caplog.at_level(logging.INFO):
+        log.info("callback for Task-7 is being executed...")
+        log.error(retrying, exc_info=TimeoutError())  # what nats-py raises
+        log.error(retrying, exc_info=ConnectionError("nats is gone"))
+        log.warning("Connection closed")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, retrying),
+        (logging.WARNING, "Connection closed"),
+    ]
+    assert isinstance(caplog.records[0].exc_info[1], ConnectionError)  # type: ignore[index]
