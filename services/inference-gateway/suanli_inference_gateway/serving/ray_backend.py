@@ -43,6 +43,8 @@ class RayServeBackend:
         else:
             _preload_openmp()
             ray.init(
+                # "local": our own cluster even where a `ray start` left one for ray.init to join.
+                address="local",
                 num_cpus=self._settings.ray_num_cpus,
                 namespace="suanli",
                 include_dashboard=False,
