@@ -53,6 +53,15 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
 
 
+async def counted(registry: CollectorRegistry, method: str, calls: int) -> None:
+    """Waits until the server has counted `calls` calls of `method`: it counts a call once its
+    handler has ended, which may be just after the client has the answer (an abort answers at once)."""
+    for _ in range(100):
+        if sample(registry, "suanli_grpc_server_request_duration_seconds_count", method=method) >= calls:
+            return
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def catalog_stub() -> AsyncIterator[tuple[catalog_pb2_grpc.CatalogServiceStub, CollectorRegistry]]:
     registry = CollectorRegistry()
@@ -76,6 +85,7 @@ async def test_unary_calls_are_counted_by_method_and_status(
         await stub.GetModel(catalog_pb2.GetModelRequest(model_id="missing"))
     with pytest.raises(SuanliError):
         await stub.GetModel(catalog_pb2.GetModelRequest(model_id="crash"))
+    await counted(registry, GET_MODEL, 4)
 
     total = "suanli_grpc_server_requests_total"
     assert sample(registry, total, method=GET_MODEL, code="OK") == 2
@@ -104,6 +114,8 @@ async def test_streaming_calls_are_counted_when_they_end(
         yield catalog_pb2.UploadFileChunk(data=b"12345")
 
     assert (await stub.UploadFile(upload())).bytes == 5
+    await counted(registry, READ_FILE, 2)
+    await counted(registry, UPLOAD_FILE, 1)
 
     total = "suanli_grpc_server_requests_total"
     assert sample(registry, total, method=READ_FILE, code="OK") == 1
